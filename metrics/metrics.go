@@ -1,0 +1,118 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+const namespace = "sipproxy"
+
+// Metrics holds the collectors; the proxy, registrar and rules reloader
+// receive the pieces they update.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests            *prometheus.CounterVec // method, transport
+	Responses           *prometheus.CounterVec // method, code
+	SkipPin             *prometheus.CounterVec // decision, reason
+	Forwarding          *prometheus.CounterVec // kind, outcome
+	Auth                *prometheus.CounterVec // result
+	TransactionsActive  prometheus.Gauge
+	RegistrationsActive prometheus.Gauge
+	RulesLoaded         prometheus.Gauge
+	RulesReloads        *prometheus.CounterVec // result
+	RulesLastReload     prometheus.Gauge
+	RequestDuration     *prometheus.HistogramVec // method
+	Throttled           *prometheus.CounterVec   // reason
+}
+
+// New creates the collectors and registers them, with the Go and process
+// collectors, on a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "requests_total",
+			Help: "SIP requests received, by method and ingress transport.",
+		}, []string{"method", "transport"}),
+		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "responses_total",
+			Help: "Final and provisional responses sent upstream, by request method and status code.",
+		}, []string{"method", "code"}),
+		SkipPin: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "skip_pin_total",
+			Help: "Ms-Exchange-Command decisions: kept or stripped, with the reason.",
+		}, []string{"decision", "reason"}),
+		Forwarding: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "forwarding_total",
+			Help: "Forwarding rules applied or suppressed by Ms-Sensitivity: private-no-diversion.",
+		}, []string{"kind", "outcome"}),
+		Auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "auth_total",
+			Help: "Authentication outcomes: ok, challenged, failed.",
+		}, []string{"result"}),
+		TransactionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "transactions_active",
+			Help: "Server transactions the proxy is currently handling.",
+		}),
+		RegistrationsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "registrations_active",
+			Help: "Live registrar bindings.",
+		}),
+		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "rules_loaded",
+			Help: "Forwarding rules currently serving.",
+		}),
+		RulesReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "rules_reload_total",
+			Help: "Rules file loads, by result.",
+		}, []string{"result"}),
+		RulesLastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "rules_last_reload_timestamp_seconds",
+			Help: "Unix time of the last successful rules load.",
+		}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "request_duration_seconds",
+			Help:    "Time from receiving a request to sending its final response, by method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"method"}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "throttled_total",
+			Help: "Requests or connections refused by abuse limits, by reason.",
+		}, []string{"reason"}),
+	}
+	m.Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
+		m.TransactionsActive, m.RegistrationsActive, m.RulesLoaded,
+		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
+	)
+	// Pre-create the fixed-label series so dashboards and alerts see zeros
+	// instead of absent series before the first event.
+	for _, r := range []string{"ok", "challenged", "failed"} {
+		m.Auth.WithLabelValues(r)
+	}
+	for _, r := range []string{"ok", "error"} {
+		m.RulesReloads.WithLabelValues(r)
+	}
+	for _, k := range []string{"immediate", "unanswered", "busy"} {
+		for _, o := range []string{"applied", "suppressed"} {
+			m.Forwarding.WithLabelValues(k, o)
+		}
+	}
+	return m
+}
+
+// Reloaded records a rules load; it satisfies rules.Reporter.
+func (m *Metrics) Reloaded(ok bool, rules int, at time.Time) {
+	if !ok {
+		m.RulesReloads.WithLabelValues("error").Inc()
+		return
+	}
+	m.RulesReloads.WithLabelValues("ok").Inc()
+	m.RulesLoaded.Set(float64(rules))
+	m.RulesLastReload.Set(float64(at.UnixNano()) / 1e9)
+}

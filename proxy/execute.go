@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/proxy/registrar"
+)
+
+// execute carries out a route decision.
+func (s *Server) execute(r *request, d Decision) {
+	switch d.Kind {
+	case KindRegister:
+		res := s.reg.Register(r.Request, d.AOR, registrar.Flow{Transport: r.in.Transport, Source: r.in.Flow.Remote})
+		s.respond(r, res)
+	case KindSelf:
+		res := sip.NewResponseFromRequest(r.Request, sip.StatusOK, "OK", nil)
+		res.AppendHeader(sip.NewHeader("Allow", allowed))
+		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		s.respond(r, res)
+	case KindLocal:
+		if r.Method == sip.INVITE {
+			targets := s.bindingTargets(d.AOR)
+			if len(targets) == 0 {
+				s.reply(r, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+				return
+			}
+			s.newCall(r).run(targets)
+			return
+		}
+		targets := s.bindingTargets(d.AOR)
+		if len(targets) == 0 {
+			s.reply(r, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
+			return
+		}
+		// Non-INVITE requests are not forked: the preferred binding takes it.
+		s.forwardNonInvite(r, targets[0])
+	default: // KindVoicemail, KindStatic, KindRouteSet
+		if r.Method == sip.INVITE {
+			s.newCall(r).run(d.Targets)
+			return
+		}
+		s.forwardNonInvite(r, d.Targets[0])
+	}
+}
+
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, MESSAGE, NOTIFY, SUBSCRIBE, REFER"
+
+// bindingTargets turns a user's live bindings into targets, preferring the
+// flow the REGISTER came over (clients behind NAT do not listen on their
+// Contact) and falling back to the Contact address.
+func (s *Server) bindingTargets(aor string) []Target {
+	bs := s.reg.Lookup(aor)
+	out := make([]Target, 0, len(bs))
+	for _, b := range bs {
+		t, ok := targetFromURI(b.Contact, b.Flow.Transport)
+		if !ok {
+			continue
+		}
+		if b.Flow.Transport != "" && b.Flow.Source != "" {
+			t.Flow = &Flow{Transport: b.Flow.Transport, Remote: b.Flow.Source}
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// noBuild stops sipgo from "completing" a request we have built fully.
+func noBuild(*sipgo.Client, *sip.Request) error { return nil }
+
+// prepare makes the copy of the request for one target (RFC 3261 16.6):
+// new Request-URI, Max-Forwards decremented, Record-Route, our Via with a
+// loop-detecting branch, and where and how it travels.
+func (s *Server) prepare(r *request, t Target, recordRoute bool) (*sip.Request, Flow) {
+	out := r.Request.Clone()
+	out.Recipient = *t.URI.Clone()
+
+	mf := sip.MaxForwardsHeader(70)
+	if in := r.MaxForwards(); in != nil {
+		mf = sip.MaxForwardsHeader(int(*in) - 1)
+	}
+	// A fresh header: sipgo's clone shares the Max-Forwards value.
+	out.RemoveHeader("Max-Forwards")
+	out.PrependHeader(&mf)
+
+	// Where it goes: the target's flow while it is open, else its address.
+	hop := Flow{Transport: t.Transport, Remote: t.addr()}
+	if t.Flow != nil && s.flowOpen(*t.Flow) {
+		hop = *t.Flow
+	}
+
+	if recordRoute {
+		var egress *Flow
+		if t.Flow != nil {
+			egress = &hop
+		}
+		s.addRecordRoute(out, r.in, hop.Transport, egress)
+	}
+
+	l := s.listenerFor(hop.Transport)
+	via := &sip.ViaHeader{
+		ProtocolName:    "SIP",
+		ProtocolVersion: "2.0",
+		Transport:       sip.NetworkToUpper(hop.Transport),
+		Host:            l.host,
+		Port:            l.port,
+		Params:          sip.NewParams(),
+	}
+	via.Params.Add("branch", newBranch(r.loopHash()))
+	out.PrependHeader(via)
+
+	out.SetTransport(sip.NetworkToUpper(hop.Transport))
+	out.SetDestination(hop.Remote)
+	out.Laddr = sip.Addr{}
+	if hop.Transport == "udp" && l.transport == "udp" {
+		// Send from the listening socket so replies and NATs see our port.
+		out.Laddr = sip.Addr{IP: net.IP(l.bound.Addr().AsSlice()), Port: l.port}
+	}
+	return out, hop
+}
+
+// listenerFor is the listener that names us on a transport. Without one (say
+// we dial TLS but do not listen on it) responses still come back on the
+// connection, so any listener's host will do.
+func (s *Server) listenerFor(transport string) *listener {
+	if l, ok := s.byTrans[transport]; ok {
+		return l
+	}
+	if l, ok := s.byTrans["tcp"]; ok && transport == "tls" {
+		return &listener{transport: transport, host: l.host, port: sip.DefaultPort("tls"), bound: l.bound}
+	}
+	l := s.listeners[0]
+	return &listener{transport: transport, host: l.host, port: sip.DefaultPort(transport), bound: l.bound}
+}
+
+// addRecordRoute inserts our Record-Route (16.6 step 4). We always insert
+// two entries, one naming the listener facing each side (RFC 5658 double
+// record-routing): this handles a transport change, and each entry carries
+// the flow of its side so in-dialog requests reach clients behind NAT.
+func (s *Server) addRecordRoute(out *sip.Request, in Ingress, egressTransport string, egress *Flow) {
+	inbound := s.rrHeader(s.listenerFor(in.Transport), &in.Flow)
+	outbound := s.rrHeader(s.listenerFor(egressTransport), egress)
+	out.PrependHeader(inbound)
+	out.PrependHeader(outbound)
+}
+
+func (s *Server) rrHeader(l *listener, f *Flow) *sip.RecordRouteHeader {
+	u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: sip.NewParams()}
+	if strings.Contains(u.Host, ":") {
+		u.Host = "[" + u.Host + "]"
+	}
+	u.UriParams.Add("transport", l.transport)
+	u.UriParams.Add("lr", "")
+	if f != nil && f.valid() {
+		u.UriParams.Add(flowParam, s.flows.encode(*f))
+	}
+	return &sip.RecordRouteHeader{Address: u}
+}
+
+// flowOpen reports whether a flow can still carry a request: a UDP source
+// always can; a TCP/TLS connection only while it is open.
+func (s *Server) flowOpen(f Flow) bool {
+	if f.Transport == "udp" {
+		return true
+	}
+	pool := s.ua.TransportLayer().Pool(f.Transport)
+	if pool == nil {
+		return false
+	}
+	c := pool.Get(f.Remote)
+	if c == nil {
+		return false
+	}
+	c.TryClose() // Get took a reference
+	return true
+}
+
+// upstream prepares a downstream response for the way back (16.7 step 3):
+// our Via removed, sent where the request came from.
+func (s *Server) upstream(r *request, res *sip.Response) *sip.Response {
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	if up.Via() == nil {
+		return nil
+	}
+	up.SetTransport(r.Transport())
+	up.SetDestination(r.replyTo())
+	return up
+}
+
+// replyTo is where responses to this request go (RFC 3261 18.2.2, RFC 3581).
+func (r *request) replyTo() string {
+	if r.in.Transport != "udp" || !r.in.Source.IsValid() {
+		return r.Source()
+	}
+	via := r.Via()
+	port := via.Port
+	if v, ok := via.Params.Get("rport"); ok && v != "" {
+		if p, err := strconv.Atoi(v); err == nil {
+			port = p
+		}
+	}
+	if port == 0 {
+		port = 5060
+	}
+	return net.JoinHostPort(r.in.Source.Addr().String(), strconv.Itoa(port))
+}
+
+// forwardNonInvite proxies a non-INVITE request statefully to one target.
+func (s *Server) forwardNonInvite(r *request, t Target) {
+	out, _ := s.prepare(r, t, false)
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	tx, err := s.client.TransactionRequest(ctx, out, noBuild)
+	cancel()
+	if err != nil {
+		r.log.Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
+		s.reply(r, sip.StatusServiceUnavailable, "Next Hop Unreachable")
+		return
+	}
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			if res.StatusCode == sip.StatusTrying {
+				continue
+			}
+			if up := s.upstream(r, res); up != nil {
+				s.respond(r, up)
+			}
+			if !res.IsProvisional() {
+				return
+			}
+		case <-tx.Done():
+			s.replyTxError(r, tx.Err())
+			return
+		}
+	}
+}
+
+// replyTxError answers for a client transaction that ended without a final
+// response: Timer B/F (408) or a transport failure (503).
+func (s *Server) replyTxError(r *request, err error) {
+	if errors.Is(err, sip.ErrTransactionTimeout) {
+		s.reply(r, sip.StatusRequestTimeout, "Request Timeout")
+		return
+	}
+	r.log.Info("next hop failed", "method", r.Method, "error", err)
+	s.reply(r, sip.StatusServiceUnavailable, "Next Hop Unreachable")
+}
+
+// forwardAck relays an ACK for a 2xx along the dialog's route set (it is a
+// new transaction of its own, with no response). ACKs we cannot route are
+// dropped: nobody is waiting for an answer.
+func (s *Server) forwardAck(r *request) {
+	if !s.validateQuiet(r) {
+		return
+	}
+	d := s.route(r)
+	if d.Kind != KindRouteSet || len(d.Targets) == 0 {
+		r.log.Debug("ACK not routable; dropped", "kind", d.Kind.String())
+		return
+	}
+	out, _ := s.prepare(r, d.Targets[0], false)
+	if err := s.client.WriteRequest(out, noBuild); err != nil {
+		r.log.Info("ACK not forwarded", "target", out.Destination(), "error", err)
+	}
+}
+
+// validateQuiet is validate for requests we must never answer (ACK).
+func (s *Server) validateQuiet(r *request) bool {
+	req := r.Request
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return false
+	}
+	if mf := req.MaxForwards(); mf != nil && int(*mf) == 0 {
+		return false
+	}
+	s.stampVia(r)
+	return !s.looped(req)
+}

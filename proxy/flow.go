@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+)
+
+// Flow is the path a neighbour reached us on: for TCP and TLS the
+// connection (identified by its remote address), for UDP the source
+// address. Requests towards a client behind NAT must use it, because the
+// Contact it registered is not reachable (RFC 5626 section 3).
+type Flow struct {
+	Transport string // "udp", "tcp", "tls"
+	Remote    string // "ip:port"
+}
+
+func (f Flow) valid() bool { return f.Transport != "" && f.Remote != "" }
+
+// flowTokens seals flows into Record-Route parameters so that in-dialog
+// requests can be delivered over the flow of the side they are going to.
+// The token is MACed: a forged Route cannot steer requests into another
+// client's connection.
+type flowTokens struct{ key []byte }
+
+const flowParam = "flow"
+
+func (t flowTokens) encode(f Flow) string {
+	payload := f.Transport + "|" + f.Remote
+	mac := hmac.New(sha256.New, t.key)
+	mac.Write([]byte(payload))
+	sum := mac.Sum(nil)[:12]
+	return base64.RawURLEncoding.EncodeToString(append([]byte(payload), sum...))
+}
+
+func (t flowTokens) decode(tok string) (Flow, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(raw) <= 12 {
+		return Flow{}, false
+	}
+	payload, sum := raw[:len(raw)-12], raw[len(raw)-12:]
+	mac := hmac.New(sha256.New, t.key)
+	mac.Write(payload)
+	if !hmac.Equal(sum, mac.Sum(nil)[:12]) {
+		return Flow{}, false
+	}
+	tr, remote, ok := strings.Cut(string(payload), "|")
+	if !ok {
+		return Flow{}, false
+	}
+	return Flow{Transport: tr, Remote: remote}, true
+}

@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/proxy/auth"
+)
+
+// identify resolves who sent the request: a trusted peer, a TLS client
+// certificate, or digest credentials (in that order; the first that holds
+// wins). Requests that need an identity and have none are challenged here.
+// It returns false when it answered the request itself.
+func (s *Server) identify(r *request) bool {
+	req := r.Request
+	var names []string
+	if r.in.Cert != nil {
+		names = auth.CertificateNames(r.in.Cert)
+	}
+	if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
+		r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
+		return true
+	}
+	if r.in.Cert != nil {
+		if id, ok := auth.CertificateIdentity(r.in.Cert, s.cfg.Server.Domains); ok {
+			r.id = id
+		}
+	}
+
+	register := req.Method == sip.REGISTER
+	credHeader := "Proxy-Authorization"
+	if register {
+		credHeader = "Authorization"
+	}
+	if !r.id.Authenticated() {
+		if creds := headerValues(req, credHeader); len(creds) > 0 && s.cfg.Auth.Realm != "" {
+			res := s.digest.Verify(creds, string(req.Method))
+			switch res.Status {
+			case auth.OK:
+				r.id = auth.Identity{Source: auth.SourceDigest, AOR: s.digestAOR(req, res.User)}
+				s.m.Auth.WithLabelValues("ok").Inc()
+			case auth.Stale:
+				s.challenge(r, true)
+				return false
+			case auth.Missing:
+				// No credentials for our realm: treat as absent.
+			default:
+				s.m.Auth.WithLabelValues("failed").Inc()
+				r.log.Info("authentication failed", "method", req.Method, "source", r.in.Source.String())
+				// Same answer whether the user exists or not.
+				s.challenge(r, false)
+				return false
+			}
+		}
+	}
+	if r.id.Source == auth.SourceDigest {
+		// Credentials for our realm stop here (RFC 3261 22.3).
+		removeHeaderAll(req, "Proxy-Authorization")
+	}
+
+	if !r.id.Authenticated() && s.needsIdentity(req) {
+		s.challenge(r, false)
+		return false
+	}
+	if r.id.AOR != "" {
+		// A local user may only speak as themselves.
+		claimed := req.From().Address
+		if register {
+			claimed = req.To().Address
+		}
+		if s.isLocalHost(claimed.Host, claimed.Port) && !sameUser(r.id.AOR, s.localAOR(claimed)) {
+			s.reply(r, sip.StatusForbidden, "Identity Does Not Match")
+			return false
+		}
+	}
+	return true
+}
+
+// needsIdentity: REGISTER always; new requests from one of our users
+// (From in our domains). In-dialog requests, CANCEL and ACK cannot be
+// challenged meaningfully and are not.
+func (s *Server) needsIdentity(req *sip.Request) bool {
+	if req.Method == sip.REGISTER {
+		return true
+	}
+	if inDialog(req) || req.Method == sip.ACK || req.Method == sip.CANCEL {
+		return false
+	}
+	if req.Method == sip.OPTIONS && s.addressedToUs(req) {
+		return false
+	}
+	from := req.From().Address
+	return s.isLocalHost(from.Host, from.Port)
+}
+
+func (s *Server) challenge(r *request, stale bool) {
+	code, reason, name := sip.StatusProxyAuthRequired, "Proxy Authentication Required", "Proxy-Authenticate"
+	if r.Method == sip.REGISTER {
+		code, reason, name = sip.StatusUnauthorized, "Unauthorized", "WWW-Authenticate"
+	}
+	s.m.Auth.WithLabelValues("challenged").Inc()
+	vals := s.digest.Challenge(stale)
+	hs := make([]sip.Header, len(vals))
+	for i, v := range vals {
+		hs[i] = sip.NewHeader(name, v)
+	}
+	s.replyWith(r, code, reason, hs...)
+}
+
+// digestAOR names a digest user in the domain the request claims when that
+// domain is ours, so identity compares equal to From/To.
+func (s *Server) digestAOR(req *sip.Request, user string) string {
+	u := req.From().Address
+	if req.Method == sip.REGISTER {
+		u = req.To().Address
+	}
+	if s.isLocalHost(u.Host, u.Port) {
+		u.User = user
+		return s.localAOR(u)
+	}
+	return user + "@" + strings.ToLower(s.cfg.Server.Domains[0])
+}
+
+// sameUser compares normalised AORs: user part exactly, host case-insensitively.
+func sameUser(a, b string) bool {
+	au, ah, _ := strings.Cut(a, "@")
+	bu, bh, _ := strings.Cut(b, "@")
+	return au == bu && strings.EqualFold(ah, bh)
+}

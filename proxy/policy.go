@@ -1,0 +1,59 @@
+package proxy
+
+import (
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/internal/aor"
+	"github.com/sipproxy/sipproxy/proxy/auth"
+	"github.com/sipproxy/sipproxy/proxy/policy"
+)
+
+const (
+	hdrExchangeCommand = "Ms-Exchange-Command"
+	hdrSensitivity     = "Ms-Sensitivity"
+)
+
+// applyPolicy enforces MS-OCEXUM on a routed request: Ms-Exchange-Command is
+// kept byte for byte only when the skip-pin trust rule holds, and
+// Ms-Sensitivity: private-no-diversion becomes the call's no-diversion flag.
+func (s *Server) applyPolicy(r *request, d *Decision) {
+	req := r.Request
+	values := headerValues(req, hdrExchangeCommand)
+	if len(values) > 0 {
+		in := policy.SkipPinInput{
+			Method:      string(req.Method),
+			Transport:   r.in.Transport,
+			Values:      values,
+			FromAOR:     aor.Of(req.From().Address),
+			MailboxAOR:  aor.Of(req.Recipient),
+			ToVoicemail: d.Kind == KindVoicemail,
+		}
+		switch r.id.Source {
+		case auth.SourceDigest, auth.SourceCertificate:
+			in.Identity = r.id.AOR
+			// Compare in the same spelling of our domain as the identity.
+			if s.isLocalHost(req.From().Address.Host, req.From().Address.Port) {
+				in.FromAOR = s.localAOR(req.From().Address)
+			}
+			if s.isLocalHost(req.Recipient.Host, req.Recipient.Port) {
+				in.MailboxAOR = s.localAOR(req.Recipient)
+			}
+		case auth.SourcePeer:
+			in.PeerTrustsSkipPin = r.id.Peer.TrustSkipPin && r.in.Transport == "tls"
+		}
+		dec := policy.SkipPin(in)
+		if dec.Present {
+			decision := "kept"
+			if !dec.Keep {
+				decision = "stripped"
+				removeHeaderAll(req, hdrExchangeCommand)
+			}
+			s.m.SkipPin.WithLabelValues(decision, string(dec.Reason)).Inc()
+			r.log.Info("skip-pin", "decision", decision, "reason", string(dec.Reason),
+				"transport", r.in.Transport, "identity", r.id.AOR, "mailbox", in.MailboxAOR)
+		}
+	}
+	if req.Method == sip.INVITE {
+		r.noDiversion = policy.NoDiversion(headerValues(req, hdrSensitivity))
+	}
+}
