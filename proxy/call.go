@@ -9,6 +9,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
+const whyTimerC = "Timer C"
+
 // dialTimeout bounds connection set-up to a next hop, so a dead voicemail
 // server gives the caller a prompt 503 instead of a hang.
 const dialTimeout = 5 * time.Second
@@ -240,7 +242,7 @@ func (c *call) onEvent(ev event) {
 			return
 		}
 		if b.provisional {
-			b.wantCancel, b.cancelWhy = true, "Timer C"
+			b.wantCancel, b.cancelWhy = true, whyTimerC
 			c.sendCancel(b)
 			return
 		}
@@ -279,6 +281,10 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 		b.timerC.Stop()
 		if b.final == nil {
 			b.final = res
+			if code == sip.StatusRequestTerminated && b.cancelWhy == whyTimerC {
+				// Our own Timer C cancelled it: to the caller that is a timeout.
+				b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
+			}
 		}
 		if code >= 600 && b.stage == c.stage {
 			// 16.7 step 5: a 6xx ends the search.

@@ -87,7 +87,7 @@ server:
   domains: [contoso.com]
   listen:
     - {transport: tcp, addr: "127.0.0.1:0"}
-    - {transport: udp, addr: "127.0.0.1:0"}
+    - {transport: udp, addr: "127.0.0.1:{{UDPPORT}}"}
     - {transport: tls, addr: "127.0.0.1:0", cert: {{CERT}}, key: {{KEY}}, client_ca: {{CA}}}
   record_route: true
   timer_c: {{TIMERC}}
@@ -96,6 +96,7 @@ voicemail:
   uri: "{{VOICEMAIL}}"
 auth:
   realm: contoso.com
+{{AUTHEXTRA}}
   users:
     - {user: alice, password: alice-pw}
     - {user: bob, password: bob-pw}
@@ -123,6 +124,8 @@ type proxyOpts struct {
 	peers     string // a whole peers: block
 	timerC    string
 	rulesYAML string // forwarding rules document
+	authExtra string // extra keys under auth:, indented two spaces
+	udpPort   int    // fixed UDP port (0: any)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -140,7 +143,7 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 	yml := strings.NewReplacer(
 		"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
 		"{{VOICEMAIL}}", o.voicemail, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
-		"{{TIMERC}}", o.timerC,
+		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort),
 	).Replace(baseConfig)
 	if o.rulesYAML != "" {
 		rp := filepath.Join(p.dir, "rules.yaml")
@@ -205,6 +208,7 @@ type phone struct {
 	received  []*sip.Request // INVITEs and other requests received
 	requests  chan *sip.Request
 	byes      chan *sip.Request
+	cancels   chan *sip.Request
 }
 
 type phoneOpts struct {
@@ -228,7 +232,7 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 		t.Fatal(err)
 	}
 	p := &phone{t: t, user: user, password: user + "-pw", transport: transport, proxy: px, ua: ua,
-		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8)}
+		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8), cancels: make(chan *sip.Request, 8)}
 	p.srv, _ = sipgo.NewServer(ua)
 	p.client, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
 
@@ -335,8 +339,72 @@ func answer(p *phone, req *sip.Request, tx sip.ServerTransaction) {
 
 // ringForever rings and waits until the caller or proxy cancels.
 func ringForever(p *phone, req *sip.Request, tx sip.ServerTransaction) {
+	tx.OnCancel(func(c *sip.Request) {
+		select {
+		case p.cancels <- c:
+		default:
+		}
+	})
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 180, "Ringing", nil))
 	<-tx.Done()
+}
+
+// answerAfter rings for d, then answers.
+func answerAfter(d time.Duration) func(p *phone, req *sip.Request, tx sip.ServerTransaction) {
+	return func(p *phone, req *sip.Request, tx sip.ServerTransaction) {
+		sess, err := p.dlg.ReadInvite(req, tx)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.sessions = append(p.sessions, sess)
+		p.mu.Unlock()
+		_ = sess.Respond(180, "Ringing", nil)
+		select {
+		case <-time.After(d):
+			_ = sess.RespondSDP([]byte(testSDP))
+		case <-tx.Done():
+			return
+		}
+		<-tx.Done()
+	}
+}
+
+func (p *phone) setOnInvite(h func(p *phone, req *sip.Request, tx sip.ServerTransaction)) {
+	p.mu.Lock()
+	p.onInvite = h
+	p.mu.Unlock()
+}
+
+func (p *phone) lastSession() *sipgo.DialogServerSession {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.sessions) == 0 {
+		return nil
+	}
+	return p.sessions[len(p.sessions)-1]
+}
+
+// freePort finds a port nobody listens on (for configs that must name a
+// port before the proxy starts).
+func freePort(t testing.TB, network string) int {
+	t.Helper()
+	switch network {
+	case "udp":
+		c, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.LocalAddr().(*net.UDPAddr).Port
+	default:
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
 }
 
 // busy answers 486.
@@ -422,3 +490,24 @@ func statusOf(err error) int {
 	}
 	return 0
 }
+
+// registerRequest builds an unauthenticated REGISTER for the phone's user.
+func (p *phone) registerRequest(expires int) *sip.Request {
+	return p.registerRequestFor(p.user, expires)
+}
+
+func (p *phone) registerRequestFor(user string, expires int) *sip.Request {
+	req := sip.NewRequest(sip.REGISTER, sip.Uri{Scheme: "sip", Host: "contoso.com"})
+	from := &sip.FromHeader{Address: uri(user), Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	req.AppendHeader(from)
+	req.AppendHeader(&sip.ToHeader{Address: uri(user)})
+	c := p.dlg.ContactHDR.Clone()
+	req.AppendHeader(c)
+	req.AppendHeader(sip.NewHeader("Expires", fmt.Sprint(expires)))
+	p.route(req)
+	return req
+}
+
+// withFrom is a no-op marker for readability: registerRequestFor already set From.
+func withFrom(req *sip.Request, _ string) *sip.Request { return req }

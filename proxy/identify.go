@@ -45,6 +45,10 @@ func (s *Server) identify(r *request) bool {
 				return false
 			case auth.Missing:
 				// No credentials for our realm: treat as absent.
+			case auth.Malformed:
+				s.m.Auth.WithLabelValues("failed").Inc()
+				s.reply(r, sip.StatusBadRequest, "Malformed Credentials")
+				return false
 			default:
 				s.m.Auth.WithLabelValues("failed").Inc()
 				r.log.Info("authentication failed", "method", req.Method, "source", r.in.Source.String())

@@ -1,0 +1,87 @@
+package auth
+
+import (
+	"testing"
+	"time"
+)
+
+func TestOpenNonce(t *testing.T) {
+	clk := newClock()
+	d := newTestDigest(clk, "s3cret")
+	good := d.newNonce()
+	tests := []struct {
+		name  string
+		nonce string
+		ok    bool
+	}{
+		{"minted", good, true},
+		{"empty", "", false},
+		{"truncated", good[:len(good)-1], false},
+		{"extended", good + "A", false},
+		{"standard base64 alphabet", "+" + good[1:], false},
+		{"padded", good[:len(good)-2] + "==", false},
+		{"mac flipped", good[:len(good)-3] + flip(good[len(good)-3]) + good[len(good)-2:], false},
+		{"random part flipped", good[:20] + flip(good[20]) + good[21:], false},
+		{"other secret", newTestDigest(clk, "other").newNonce(), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, issued, ok := d.openNonce(tt.nonce)
+			if ok != tt.ok {
+				t.Fatalf("openNonce(%q) ok = %v, want %v", tt.nonce, ok, tt.ok)
+			}
+			if ok && !issued.Equal(clk.Now()) {
+				t.Errorf("issued = %v, want %v", issued, clk.Now())
+			}
+		})
+	}
+}
+
+// flip returns a different base64url character.
+func flip(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}
+
+// TestReplayGuardExpiryOrder tracks nonces used in an order different from
+// their expiry and checks each is forgotten exactly when it expires.
+func TestReplayGuardExpiryOrder(t *testing.T) {
+	clk := newClock()
+	t0 := clk.Now()
+	g := newReplayGuard(10, clk.Now)
+	a, b, c := nonceBytes{1}, nonceBytes{2}, nonceBytes{3}
+	expires := map[nonceBytes]time.Time{
+		a: t0.Add(30 * time.Second),
+		b: t0.Add(10 * time.Second),
+		c: t0.Add(20 * time.Second),
+	}
+	steps := []struct {
+		name    string
+		advance time.Duration
+		n       nonceBytes
+		nc      int
+		want    Status
+		size    int
+	}{
+		{"a", 0, a, 1, OK, 1},
+		{"b", 0, b, 1, OK, 2},
+		{"c", 0, c, 3, OK, 3},
+		{"c lower", 0, c, 2, Failed, 3},
+		{"b expires first", 15 * time.Second, a, 1, Failed, 2},
+		{"b is stale", 0, b, 2, Stale, 2},
+		{"c still tracked", 0, c, 3, Failed, 2},
+		{"c expires at its time", 5 * time.Second, a, 2, OK, 1},
+		{"a expires last", 10 * time.Second, a, 3, Stale, 0},
+	}
+	for _, s := range steps {
+		clk.Advance(s.advance)
+		if got := g.advance(s.n, s.nc, expires[s.n]); got != s.want {
+			t.Errorf("%s: advance = %v, want %v", s.name, got, s.want)
+		}
+		if n := g.size(); n != s.size {
+			t.Errorf("%s: size = %d, want %d", s.name, n, s.size)
+		}
+	}
+}
