@@ -202,19 +202,19 @@ type phone struct {
 	dlg    *sipgo.DialogUA
 	listen string // our listening address ("" when we do not listen)
 
-	mu        sync.Mutex
-	onInvite  func(p *phone, req *sip.Request, tx sip.ServerTransaction)
-	sessions  []*sipgo.DialogServerSession
-	received  []*sip.Request // INVITEs and other requests received
-	requests  chan *sip.Request
-	byes      chan *sip.Request
-	cancels   chan *sip.Request
+	mu       sync.Mutex
+	onInvite func(p *phone, req *sip.Request, tx sip.ServerTransaction)
+	sessions []*sipgo.DialogServerSession
+	received []*sip.Request // INVITEs and other requests received
+	requests chan *sip.Request
+	byes     chan *sip.Request
+	cancels  chan *sip.Request
 }
 
 type phoneOpts struct {
-	listen  bool       // run a listener on the phone's transport
-	tls     *tls.Config // TLS client config (transport tls)
-	noAuth  bool
+	listen bool        // run a listener on the phone's transport
+	tls    *tls.Config // TLS client config (transport tls)
+	noAuth bool
 }
 
 func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) *phone {
