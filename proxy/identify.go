@@ -5,6 +5,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipproxy/sipproxy/internal/aor"
 	"github.com/sipproxy/sipproxy/proxy/auth"
 )
 
@@ -73,7 +74,7 @@ func (s *Server) identify(r *request) bool {
 		if register {
 			claimed = req.To().Address
 		}
-		if s.isLocalHost(claimed.Host, claimed.Port) && !sameUser(r.id.AOR, s.localAOR(claimed)) {
+		if s.isOurDomain(claimed.Host) && !sameUser(r.id.AOR, aor.Of(claimed)) {
 			s.reply(r, sip.StatusForbidden, "Identity Does Not Match")
 			return false
 		}
@@ -94,8 +95,9 @@ func (s *Server) needsIdentity(req *sip.Request) bool {
 	if req.Method == sip.OPTIONS && s.addressedToUs(req) {
 		return false
 	}
-	from := req.From().Address
-	return s.isLocalHost(from.Host, from.Port)
+	// From names a user of ours only through one of our domains: an IP
+	// in From says nothing about who the user is.
+	return s.isOurDomain(req.From().Address.Host)
 }
 
 func (s *Server) challenge(r *request, stale bool) {
@@ -119,9 +121,9 @@ func (s *Server) digestAOR(req *sip.Request, user string) string {
 	if req.Method == sip.REGISTER {
 		u = req.To().Address
 	}
-	if s.isLocalHost(u.Host, u.Port) {
+	if s.isOurDomain(u.Host) {
 		u.User = user
-		return s.localAOR(u)
+		return aor.Of(u)
 	}
 	return user + "@" + strings.ToLower(s.cfg.Server.Domains[0])
 }

@@ -31,11 +31,8 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 		switch r.id.Source {
 		case auth.SourceDigest, auth.SourceCertificate:
 			in.Identity = r.id.AOR
-			// Compare in the same spelling of our domain as the identity.
-			if s.isLocalHost(req.From().Address.Host, req.From().Address.Port) {
-				in.FromAOR = s.localAOR(req.From().Address)
-			}
-			if s.isLocalHost(req.Recipient.Host, req.Recipient.Port) {
+			// A mailbox addressed by one of our IPs is named in our domain.
+			if !s.isOurDomain(req.Recipient.Host) && s.isLocalHost(req.Recipient.Host, req.Recipient.Port) {
 				in.MailboxAOR = s.localAOR(req.Recipient)
 			}
 		case auth.SourcePeer:

@@ -93,10 +93,10 @@ func (s *Server) route(r *request) Decision {
 	local := s.isLocalHost(uri.Host, uri.Port)
 	if req.Method == sip.REGISTER {
 		to := req.To().Address
-		if !local || !s.isLocalHost(to.Host, to.Port) || to.User == "" {
+		if !local || !s.isOurDomain(to.Host) || to.User == "" {
 			return rejectWith(sip.StatusForbidden, "Not Our Domain")
 		}
-		return Decision{Kind: KindRegister, AOR: s.localAOR(to)}
+		return Decision{Kind: KindRegister, AOR: aor.Of(to)}
 	}
 	if local && uri.User == "" {
 		if req.Method == sip.OPTIONS {
@@ -185,6 +185,9 @@ func (t Target) addr() string {
 	}
 	return net.JoinHostPort(t.Host, strconv.Itoa(port))
 }
+
+// isOurDomain: one of the configured domains (names, not addresses).
+func (s *Server) isOurDomain(host string) bool { return s.domain[strings.ToLower(host)] }
 
 // isLocalHost: one of our domains, or one of our own listener addresses.
 func (s *Server) isLocalHost(host string, port int) bool {

@@ -116,10 +116,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		s.users[u.User] = true
 	}
 	s.digest = auth.NewDigest(auth.DigestConfig{
-		Realm:    cfg.Auth.Realm,
-		Users:    creds,
-		Secret:   secret,
-		NonceTTL: cfg.Auth.NonceTTL.Duration,
+		Realm:      cfg.Auth.Realm,
+		Users:      creds,
+		Secret:     secret,
+		NonceTTL:   cfg.Auth.NonceTTL.Duration,
+		Algorithms: cfg.Auth.Algorithms,
 	})
 	s.peers = auth.NewPeers(cfg.Peers)
 

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"hash"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -64,6 +65,11 @@ type DigestConfig struct {
 	MaxNonces int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Algorithms lists the algorithms offered, in challenge order ("SHA-256",
+	// "MD5"). Empty means both, SHA-256 first as RFC 8760 asks. Clients that
+	// only take the first challenge and only speak MD5 (sipp, old phones)
+	// need MD5 first. Answers with an algorithm not offered are Malformed.
+	Algorithms []string
 }
 
 // Digest issues digest challenges and verifies the answers for one realm.
@@ -73,6 +79,7 @@ type Digest struct {
 	users  map[string]Credentials
 	dummy  Credentials // answers for unknown users are checked against these
 	secret []byte
+	algs   []algorithm
 	ttl    time.Duration
 	now    func() time.Time
 	seen   *replayGuard
@@ -86,6 +93,14 @@ func NewDigest(c DigestConfig) *Digest {
 		secret: c.Secret,
 		ttl:    c.NonceTTL,
 		now:    c.Now,
+	}
+	for _, name := range c.Algorithms {
+		if a, ok := parseAlgorithm(name); ok && name != "" && !slices.Contains(d.algs, a) {
+			d.algs = append(d.algs, a)
+		}
+	}
+	if len(d.algs) == 0 {
+		d.algs = []algorithm{algSHA256, algMD5}
 	}
 	for name, cred := range c.Users {
 		d.users[name] = Credentials{MD5: strings.ToLower(cred.MD5), SHA256: strings.ToLower(cred.SHA256)}
@@ -126,7 +141,7 @@ func NewDigest(c DigestConfig) *Digest {
 func (d *Digest) Challenge(stale bool) []string {
 	nonce := d.newNonce()
 	out := make([]string, 0, 2)
-	for _, a := range []algorithm{algSHA256, algMD5} {
+	for _, a := range d.algs {
 		var b strings.Builder
 		b.WriteString(`Digest realm=`)
 		writeQuoted(&b, d.realm)
@@ -220,7 +235,7 @@ func (d *Digest) Verify(headerValues []string, method string) Result {
 	}
 	res := Result{User: cred.Username}
 	alg, ok := parseAlgorithm(cred.Algorithm)
-	if !ok {
+	if !ok || !slices.Contains(d.algs, alg) {
 		res.Status = Malformed
 		return res
 	}

@@ -675,3 +675,40 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestAlgorithmsOption: the offer order follows DigestConfig.Algorithms, and
+// an answer with an algorithm that was not offered is refused.
+func TestAlgorithmsOption(t *testing.T) {
+	d := NewDigest(DigestConfig{
+		Realm:      "contoso.com",
+		Users:      map[string]Credentials{"alice": CredentialsFor("contoso.com", config.User{User: "alice", Password: "pw"})},
+		Algorithms: []string{"MD5"},
+	})
+	chals := d.Challenge(false)
+	if len(chals) != 1 || !strings.Contains(chals[0], "algorithm=MD5") {
+		t.Fatalf("challenges %q, want one MD5", chals)
+	}
+	c, err := digest.ParseChallenge(chals[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok, err := digest.Digest(c, digest.Options{Method: "REGISTER", URI: "sip:contoso.com", Username: "alice", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Verify([]string{ok.String()}, "REGISTER").Status; got != OK {
+		t.Fatalf("MD5 answer: %v", got)
+	}
+	c.Algorithm = "SHA-256"
+	sha, err := digest.Digest(c, digest.Options{Method: "REGISTER", URI: "sip:contoso.com", Username: "alice", Password: "pw", Count: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Verify([]string{sha.String()}, "REGISTER").Status; got != Malformed {
+		t.Fatalf("SHA-256 answer when only MD5 is offered: %v, want malformed", got)
+	}
+	both := NewDigest(DigestConfig{Realm: "contoso.com", Algorithms: []string{"MD5", "SHA-256"}}).Challenge(true)
+	if len(both) != 2 || !strings.Contains(both[0], "MD5") || !strings.Contains(both[1], "SHA-256") || !strings.Contains(both[1], "stale=true") {
+		t.Fatalf("ordered challenges: %q", both)
+	}
+}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"crypto/x509"
+	"slices"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+)
+
+func TestDefault(t *testing.T) {
+	c, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listeners []string
+	for _, l := range c.Server.Listen {
+		listeners = append(listeners, l.Transport+" "+l.AddrPort.String())
+	}
+	var users []string
+	for _, u := range c.Auth.Users {
+		users = append(users, u.User)
+	}
+	tls := c.Server.Listen[2]
+	tests := []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"listeners", listeners, []string{"tcp 127.0.0.1:5060", "udp 127.0.0.1:5060", "tls 127.0.0.1:5061"}},
+		{"self-signed tls", tls.SelfSigned && tls.Cert == "", true},
+		{"plain listeners have no certificate", c.Server.Listen[0].Certificate == nil && c.Server.Listen[1].Certificate == nil, true},
+		{"metrics", c.Metrics.Listen, "127.0.0.1:9090"},
+		{"domains", c.Server.Domains, []string{"contoso.com"}},
+		{"record route", c.Server.RecordRoute, true},
+		{"voicemail", c.Voicemail.Parsed.String(), "sip:127.0.0.1:5066;transport=tls"},
+		{"insecure tls client", c.Server.TLSClient.InsecureSkipVerify, true},
+		{"realm", c.Auth.Realm, "contoso.com"},
+		{"users", users, []string{"alice", "bob", "carol", "dave"}},
+		{"alice's password", c.Auth.Users[0].Password, "alice-secret"},
+		{"log", []string{c.Log.Level, c.Log.Format}, []string{"info", "text"}},
+		{"no rules file", c.Forwarding.RulesFile, ""},
+		{"path", c.Path, ""},
+		{"timer C default", c.Server.TimerC.String(), "3m"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !equal(tt.got, tt.want) {
+				t.Errorf("got %v, want %v", tt.got, tt.want)
+			}
+		})
+	}
+
+	t.Run("certificate", func(t *testing.T) {
+		if tls.Certificate == nil {
+			t.Fatal("no certificate generated")
+		}
+		leaf := tls.Certificate.Leaf
+		roots := x509.NewCertPool()
+		roots.AddCert(leaf)
+		for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+			if _, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: roots}); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: "contoso.com", Roots: roots}); err == nil {
+			t.Error("the demo certificate is valid beyond loopback")
+		}
+		again, err := Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Server.Listen[2].Certificate.Leaf.Equal(leaf) {
+			t.Error("two Defaults share one certificate")
+		}
+	})
+
+	t.Run("rules", func(t *testing.T) {
+		var doc struct {
+			Rules []struct {
+				User       string `yaml:"user"`
+				Immediate  string `yaml:"immediate"`
+				Busy       string `yaml:"busy"`
+				Unanswered struct {
+					Target string   `yaml:"target"`
+					After  Duration `yaml:"after"`
+				} `yaml:"unanswered"`
+			} `yaml:"rules"`
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(c.Forwarding.EmbeddedRules)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range doc.Rules {
+			got = append(got, strings.Join([]string{r.User, r.Immediate, r.Unanswered.Target, r.Unanswered.After.String(), r.Busy}, " | "))
+		}
+		want := []string{
+			"sip:carol@contoso.com |  | sip:carol@contoso.com;opaque=app:voicemail | 15s | sip:carol@contoso.com;opaque=app:voicemail",
+			"sip:dave@contoso.com | sip:alice@contoso.com |  | 0s | ",
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("rules:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		c.Forwarding.EmbeddedRules[0] = 'X'
+		again, err := Default()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if again.Forwarding.EmbeddedRules[0] == 'X' {
+			t.Error("Defaults share the rules bytes")
+		}
+	})
+
+	t.Run("warnings", func(t *testing.T) {
+		var got []string
+		for _, w := range c.Warnings() {
+			got = append(got, w.Error())
+		}
+		want := []string{
+			`embedded:default.yaml:14: server.tls_client.insecure_skip_verify: certificates of TLS next hops (voicemail, routes) are not verified`,
+			`embedded:default.yaml:23: auth.users[0].password: user "alice" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:24: auth.users[1].password: user "bob" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:25: auth.users[2].password: user "carol" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:26: auth.users[3].password: user "dave" has a plain password; prefer ha1 (and ha1_sha256)`,
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
