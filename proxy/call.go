@@ -35,6 +35,7 @@ type call struct {
 	branches []*branch
 	ours     map[*sip.Response]bool // responses we made up (not relayed from downstream)
 	stage    int                    // current stage; a retarget starts a new one
+	history  *history               // diversions so far, put on the current stage's requests
 	answered bool                   // a 2xx went upstream
 	upCancel bool                   // the caller cancelled
 }
@@ -170,6 +171,7 @@ func (c *call) stageDone() bool {
 // branch's own goroutine: connection set-up must not hold up the call.
 func (c *call) fork(t Target) {
 	out, _ := c.s.prepare(c.r, t, c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request))
+	c.history.apply(out)
 	b := &branch{id: len(c.branches), stage: c.stage, target: t, out: out}
 	c.branches = append(c.branches, b)
 	timerC := c.s.cfg.Server.TimerC.Duration

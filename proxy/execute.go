@@ -26,12 +26,7 @@ func (s *Server) execute(r *request, d Decision) {
 		s.respond(r, res)
 	case KindLocal:
 		if r.Method == sip.INVITE {
-			targets := s.bindingTargets(d.AOR)
-			if len(targets) == 0 {
-				s.reply(r, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable")
-				return
-			}
-			s.newCall(r).run(targets)
+			s.callLocal(r)
 			return
 		}
 		targets := s.bindingTargets(d.AOR)

@@ -113,9 +113,11 @@ forwarding:
 // testProxy is a proxy started on loopback with free ports.
 type testProxy struct {
 	*proxy.Server
-	m     *metrics.Metrics
-	rules *rules.Store
-	pki   *pkiFiles
+	m         *metrics.Metrics
+	rules     *rules.Store
+	pki       *pkiFiles
+	rulesPath string         // the rules file, watched by reloader
+	reloader  *rules.Reloader // nil without rulesYAML
 }
 
 type proxyOpts struct {
@@ -158,14 +160,15 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 	}
 	m := metrics.New()
 	store := rules.New()
+	var reloader *rules.Reloader
 	if o.rulesYAML != "" {
-		rs, err := rules.Parse("rules.yaml", []byte(o.rulesYAML), cfg.Forwarding.DefaultAfter.Duration)
-		if err != nil {
+		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, testLogger(t), m)
+		if err := reloader.Load(); err != nil {
 			t.Fatal(err)
 		}
-		if err := store.Replace(rs); err != nil {
-			t.Fatal(err)
-		}
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go reloader.Run(ctx)
 	}
 	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: m, Rules: store})
 	if err != nil {
@@ -179,7 +182,7 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
-	return &testProxy{Server: srv, m: m, rules: store, pki: p}
+	return &testProxy{Server: srv, m: m, rules: store, pki: p, rulesPath: cfg.Forwarding.RulesFile, reloader: reloader}
 }
 
 // uri builds a SIP URI for a user at contoso.com.
@@ -352,6 +355,12 @@ func ringForever(p *phone, req *sip.Request, tx sip.ServerTransaction) {
 // answerAfter rings for d, then answers.
 func answerAfter(d time.Duration) func(p *phone, req *sip.Request, tx sip.ServerTransaction) {
 	return func(p *phone, req *sip.Request, tx sip.ServerTransaction) {
+		tx.OnCancel(func(c *sip.Request) {
+			select {
+			case p.cancels <- c:
+			default:
+			}
+		})
 		sess, err := p.dlg.ReadInvite(req, tx)
 		if err != nil {
 			return
@@ -461,8 +470,13 @@ func (p *phone) mustRegister(t testing.TB) {
 
 // call invites target through the proxy and waits for the answer.
 func (p *phone) call(ctx context.Context, target sip.Uri, headers ...sip.Header) (*sipgo.DialogClientSession, error) {
+	return p.callAs(ctx, uri(p.user), target, headers...)
+}
+
+// callAs is call with another From (a caller from outside our domains).
+func (p *phone) callAs(ctx context.Context, fromURI, target sip.Uri, headers ...sip.Header) (*sipgo.DialogClientSession, error) {
 	req := sip.NewRequest(sip.INVITE, target)
-	from := &sip.FromHeader{Address: uri(p.user), Params: sip.NewParams()}
+	from := &sip.FromHeader{Address: fromURI, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(8))
 	req.AppendHeader(from)
 	req.AppendHeader(&sip.ToHeader{Address: target})
