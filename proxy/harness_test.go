@@ -116,7 +116,7 @@ type testProxy struct {
 	m         *metrics.Metrics
 	rules     *rules.Store
 	pki       *pkiFiles
-	rulesPath string         // the rules file, watched by reloader
+	rulesPath string          // the rules file, watched by reloader
 	reloader  *rules.Reloader // nil without rulesYAML
 }
 
