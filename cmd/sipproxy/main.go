@@ -112,6 +112,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: the embedded loopback demo)")
 	drain := fs.Duration("drain-timeout", 35*time.Second, "how long SIGTERM waits for transactions to finish")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -181,6 +182,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 				log.Error("metrics server stopped", "error", err)
 			}
 		}()
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			fmt.Fprintf(stderr, "sipproxy: pprof listen %s: %v\n", *pprofAddr, err)
+			return 1
+		}
 	}
 	if err := srv.Start(context.WithoutCancel(ctx)); err != nil {
 		fmt.Fprintf(stderr, "sipproxy: %v\n", err)
