@@ -318,7 +318,7 @@ func (c *call) synthesize(err error) *sip.Response {
 	if errors.Is(err, sip.ErrTransactionCanceled) || errors.Is(err, sip.ErrTransactionTerminated) {
 		return c.own(sip.StatusRequestTerminated, "Request Terminated")
 	}
-	c.r.log.Info("branch failed", "error", err)
+	c.r.logger().Info("branch failed", "error", err)
 	return c.own(sip.StatusServiceUnavailable, "Next Hop Unreachable")
 }
 
@@ -387,7 +387,7 @@ func (c *call) sendCancel(b *branch) {
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
-	log := c.r.log
+	log := c.r.logger()
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 		tx, err := c.s.client.TransactionRequest(ctx, req, noBuild)

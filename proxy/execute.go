@@ -214,7 +214,7 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 	tx, err := s.client.TransactionRequest(ctx, out, noBuild)
 	cancel()
 	if err != nil {
-		r.log.Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
+		r.logger().Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
 		s.reply(r, sip.StatusServiceUnavailable, "Next Hop Unreachable")
 		return
 	}
@@ -245,7 +245,7 @@ func (s *Server) replyTxError(r *request, err error) {
 		s.reply(r, sip.StatusRequestTimeout, "Request Timeout")
 		return
 	}
-	r.log.Info("next hop failed", "method", r.Method, "error", err)
+	r.logger().Info("next hop failed", "method", r.Method, "error", err)
 	s.reply(r, sip.StatusServiceUnavailable, "Next Hop Unreachable")
 }
 
@@ -258,12 +258,12 @@ func (s *Server) forwardAck(r *request) {
 	}
 	d := s.route(r)
 	if d.Kind != KindRouteSet || len(d.Targets) == 0 {
-		r.log.Debug("ACK not routable; dropped", "kind", d.Kind.String())
+		r.logger().Debug("ACK not routable; dropped", "kind", d.Kind.String())
 		return
 	}
 	out, _ := s.prepare(r, d.Targets[0], false)
 	if err := s.client.WriteRequest(out, noBuild); err != nil {
-		r.log.Info("ACK not forwarded", "target", out.Destination(), "error", err)
+		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)
 	}
 }
 
@@ -277,5 +277,5 @@ func (s *Server) validateQuiet(r *request) bool {
 		return false
 	}
 	s.stampVia(r)
-	return !s.looped(req)
+	return !s.looped(r)
 }

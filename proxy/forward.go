@@ -29,7 +29,7 @@ func (s *Server) callLocal(r *request) {
 	})
 	for _, k := range plan.Suppressed {
 		s.m.Forwarding.WithLabelValues(string(k), "suppressed").Inc()
-		r.log.Info("forwarding suppressed by Ms-Sensitivity: private-no-diversion", "kind", string(k), "user", plan.Target.AOR)
+		r.logger().Info("forwarding suppressed by Ms-Sensitivity: private-no-diversion", "kind", string(k), "user", plan.Target.AOR)
 	}
 
 	c := s.newCall(r)
@@ -39,7 +39,7 @@ func (s *Server) callLocal(r *request) {
 			s.countRetarget(r, h)
 		}
 		for _, st := range plan.Stopped {
-			r.log.Info("forwarding not followed", "kind", string(st.Kind), "from", st.From.AOR, "to", st.To.AOR, "reason", string(st.Reason))
+			r.logger().Info("forwarding not followed", "kind", string(st.Kind), "from", st.From.AOR, "to", st.To.AOR, "reason", string(st.Reason))
 		}
 		c.history = historyHeaders(plan)
 		targets, code, reason := s.planTargets(plan.Target)
@@ -74,7 +74,7 @@ func (s *Server) callLocal(r *request) {
 
 func (s *Server) countRetarget(r *request, h forwarding.Hop) {
 	s.m.Forwarding.WithLabelValues(string(h.Kind), "applied").Inc()
-	r.log.Info("forwarding", "kind", string(h.Kind), "from", h.From.AOR, "to", h.To.URI, "cause", int(h.Cause))
+	r.logger().Info("forwarding", "kind", string(h.Kind), "from", h.From.AOR, "to", h.To.URI, "cause", int(h.Cause))
 }
 
 func (s *Server) hasBindings(aor string) bool { return len(s.reg.Lookup(aor)) > 0 }

@@ -52,7 +52,7 @@ func (s *Server) identify(r *request) bool {
 				return false
 			default:
 				s.m.Auth.WithLabelValues("failed").Inc()
-				r.log.Info("authentication failed", "method", req.Method, "source", r.in.Source.String())
+				r.logger().Info("authentication failed", "method", req.Method, "source", r.in.Source.String())
 				// Same answer whether the user exists or not.
 				s.challenge(r, false)
 				return false

@@ -41,13 +41,23 @@ type request struct {
 	tx       sip.ServerTransaction
 	in       Ingress
 	id       auth.Identity
-	log      *slog.Logger
+	base     *slog.Logger // the server's logger
+	log      *slog.Logger // base with the Call-ID, made on first use
 	start    time.Time
 	callID   string
 	hash     string // loop-detection hash of the request as it arrived
 	finished bool   // a final response went upstream
 	// noDiversion: Ms-Sensitivity: private-no-diversion (MS-OCEXUM 3.2).
 	noDiversion bool
+}
+
+// logger is the request's logger, keyed by Call-ID. It is built on first
+// use: most requests log nothing, and slog's With allocates.
+func (r *request) logger() *slog.Logger {
+	if r.log == nil {
+		r.log = r.base.With("call_id", r.callID)
+	}
+	return r.log
 }
 
 // loopHash is computed once, on the request as it arrived (before we pop
@@ -66,8 +76,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	if cid := req.CallID(); cid != nil {
 		r.callID = cid.Value()
 	}
-	r.log = s.log.With("call_id", r.callID)
-	r.loopHash()
+	r.base = s.log
 	s.m.Requests.WithLabelValues(string(req.Method), r.in.Transport).Inc()
 
 	if req.IsAck() {
@@ -140,14 +149,14 @@ func (s *Server) respond(r *request, res *sip.Response) {
 		return
 	}
 	if err := r.tx.Respond(res); err != nil {
-		r.log.Debug("response not sent upstream", "code", res.StatusCode, "error", err)
+		r.logger().Debug("response not sent upstream", "code", res.StatusCode, "error", err)
 	}
 	s.m.Responses.WithLabelValues(string(r.Method), statusLabel(res.StatusCode)).Inc()
 	if final {
 		r.finished = true
 		s.m.RequestDuration.WithLabelValues(string(r.Method)).Observe(time.Since(r.start).Seconds())
 		if res.StatusCode >= 300 {
-			r.log.Debug("final response", "method", r.Method, "code", res.StatusCode, "reason", res.Reason)
+			r.logger().Debug("final response", "method", r.Method, "code", res.StatusCode, "reason", res.Reason)
 		}
 	}
 }
@@ -155,7 +164,7 @@ func (s *Server) respond(r *request, res *sip.Response) {
 // writeStateless sends a response upstream outside the server transaction.
 func (s *Server) writeStateless(r *request, res *sip.Response) {
 	if err := s.ua.TransportLayer().WriteMsg(res); err != nil {
-		r.log.Debug("stateless response not sent", "code", res.StatusCode, "error", err)
+		r.logger().Debug("stateless response not sent", "code", res.StatusCode, "error", err)
 	}
 }
 
@@ -183,18 +192,15 @@ func itoa(n int) string {
 	return string(b[:])
 }
 
-// hasHeader reports whether a header is present under any capitalisation.
-func hasHeader(req *sip.Request, name string) bool { return req.GetHeader(name) != nil }
-
-// headerValues returns all values of a header, across lines.
+// headerValues returns all values of a header, across lines, whatever the
+// capitalisation of its name. It allocates only when the header is present
+// (sipgo's GetHeaders lower-cases every name it compares).
 func headerValues(req *sip.Request, name string) []string {
-	hs := req.GetHeaders(name)
-	if len(hs) == 0 {
-		return nil
-	}
-	out := make([]string, len(hs))
-	for i, h := range hs {
-		out[i] = h.Value()
+	var out []string
+	for _, h := range req.Headers() {
+		if strings.EqualFold(h.Name(), name) {
+			out = append(out, h.Value())
+		}
 	}
 	return out
 }

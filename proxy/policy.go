@@ -46,7 +46,7 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 				removeHeaderAll(req, hdrExchangeCommand)
 			}
 			s.m.SkipPin.WithLabelValues(decision, string(dec.Reason)).Inc()
-			r.log.Info("skip-pin", "decision", decision, "reason", string(dec.Reason),
+			r.logger().Info("skip-pin", "decision", decision, "reason", string(dec.Reason),
 				"transport", r.in.Transport, "identity", r.id.AOR, "mailbox", in.MailboxAOR)
 		}
 	}

@@ -61,7 +61,7 @@ func (s *Server) route(r *request) Decision {
 	req := r.Request
 	egress := s.popOurRoutes(req)
 
-	if rt := req.Route(); rt != nil {
+	if rt := firstRoute(req); rt != nil {
 		// A route set names the next hop: loose routing (16.6 step 6/7).
 		if !inDialog(req) && !r.id.Authenticated() {
 			return rejectWith(sip.StatusForbidden, "Relaying Denied")
@@ -231,7 +231,7 @@ func (s *Server) addressedToUs(req *sip.Request) bool {
 func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 	var egress *Flow
 	for {
-		rt := req.Route()
+		rt := firstRoute(req)
 		if rt == nil || !s.isOurAddress(rt.Address.Host, rt.Address.Port, transportParam(rt.Address)) {
 			return egress
 		}
@@ -244,6 +244,17 @@ func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 		egress = f
 		req.RemoveHeader("Route")
 	}
+}
+
+// firstRoute is the topmost Route, without sipgo's lazy-parse allocation
+// when there is none (most requests).
+func firstRoute(req *sip.Request) *sip.RouteHeader {
+	for _, h := range req.Headers() {
+		if rt, ok := h.(*sip.RouteHeader); ok {
+			return rt
+		}
+	}
+	return nil
 }
 
 func transportParam(u sip.Uri) string {

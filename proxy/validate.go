@@ -1,7 +1,7 @@
 package proxy
 
 import (
-	"hash/fnv"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -45,7 +45,7 @@ func (s *Server) validate(r *request) bool {
 		return false
 	}
 	// 16.3 step 4: loop detection.
-	if s.looped(req) {
+	if s.looped(r) {
 		s.reply(r, sip.StatusLoopDetected, "Loop Detected")
 		return false
 	}
@@ -63,15 +63,15 @@ func (s *Server) stampVia(r *request) {
 	if !r.in.Source.IsValid() {
 		return
 	}
-	ip := r.in.Source.Addr().String()
-	if via.Host != ip {
-		via.Params.Add("received", ip)
+	src := r.in.Source.Addr()
+	sentBy, err := netip.ParseAddr(strings.Trim(via.Host, "[]"))
+	rport, hasRport := via.Params.Get("rport")
+	hasRport = hasRport && rport == ""
+	if err != nil || sentBy.Unmap() != src || hasRport {
+		via.Params.Add("received", src.String())
 	}
-	if v, ok := via.Params.Get("rport"); ok && v == "" {
+	if hasRport {
 		via.Params.Add("rport", strconv.Itoa(int(r.in.Source.Port())))
-		if via.Host == ip {
-			via.Params.Add("received", ip)
-		}
 	}
 }
 
@@ -83,30 +83,61 @@ const branchPrefix = sip.RFC3261BranchMagicCookie + "sp"
 // loopHash covers the fields 16.3 step 4 names as invariant along a loop
 // (Request-URI, From tag, To tag, Call-ID, CSeq, Route, Proxy-Require) as
 // they arrived at us: a request that comes back unchanged has the same hash,
-// a spiral (retargeted elsewhere) does not.
+// a spiral (retargeted elsewhere) does not. FNV-1a, computed without
+// allocating: it runs for every request.
 func loopHash(req *sip.Request) string {
-	h := fnv.New64a()
-	h.Write([]byte(req.Recipient.String()))
+	h := fnv1a(fnvOffset, req.Recipient.Scheme)
+	h = fnv1a(h, req.Recipient.User)
+	h = fnv1a(h, req.Recipient.Host)
+	h = fnv1a(h, strconv.Itoa(req.Recipient.Port))
+	for _, p := range req.Recipient.UriParams {
+		h = fnv1a(fnv1a(h, p.K), p.V)
+	}
 	if f := req.From(); f != nil {
 		tag, _ := f.Params.Get("tag")
-		h.Write([]byte(tag))
+		h = fnv1a(h, tag)
 	}
 	if t := req.To(); t != nil {
 		tag, _ := t.Params.Get("tag")
-		h.Write([]byte(tag))
+		h = fnv1a(h, tag)
 	}
 	if c := req.CallID(); c != nil {
-		h.Write([]byte(c.Value()))
+		h = fnv1a(h, string(*c))
 	}
 	if c := req.CSeq(); c != nil {
-		h.Write([]byte(strconv.FormatUint(uint64(c.SeqNo), 10)))
+		h ^= uint64(c.SeqNo)
+		h *= fnvPrime
 	}
-	for _, name := range [...]string{"Route", "Proxy-Require"} {
-		for _, v := range req.GetHeaders(name) {
-			h.Write([]byte(v.Value()))
+	for _, hdr := range req.Headers() {
+		switch rt := hdr.(type) {
+		case *sip.RouteHeader:
+			h = fnv1a(fnv1a(h, rt.Address.User), rt.Address.Host)
+			h ^= uint64(rt.Address.Port)
+			h *= fnvPrime
+		default:
+			if strings.EqualFold(hdr.Name(), "Proxy-Require") {
+				h = fnv1a(h, hdr.Value())
+			}
 		}
 	}
-	return strconv.FormatUint(h.Sum64(), 36)
+	var buf [13]byte
+	return string(strconv.AppendUint(buf[:0], h, 36))
+}
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func fnv1a(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	// A separator, so that ("ab","c") and ("a","bc") differ.
+	h ^= 0xff
+	h *= fnvPrime
+	return h
 }
 
 // newBranch makes an RFC 3261 branch carrying the loop hash of the incoming request.
@@ -116,9 +147,10 @@ func newBranch(hash string) string {
 
 // looped reports whether one of our own Via entries carries this request's
 // loop hash: it has been through us before in this very shape.
-func (s *Server) looped(req *sip.Request) bool {
-	var hash string
-	for _, h := range req.GetHeaders("Via") {
+func (s *Server) looped(r *request) bool {
+	req := r.Request
+	hash := r.loopHash()
+	for _, h := range req.Headers() {
 		via, ok := h.(*sip.ViaHeader)
 		if !ok || !s.isOurAddress(via.Host, via.Port, via.Transport) {
 			continue
@@ -127,9 +159,6 @@ func (s *Server) looped(req *sip.Request) bool {
 		rest, ok := strings.CutPrefix(b, branchPrefix)
 		if !ok {
 			continue
-		}
-		if hash == "" {
-			hash = loopHash(req)
 		}
 		if got, _, _ := strings.Cut(rest, "."); got == hash {
 			return true
