@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -168,4 +169,93 @@ func TestEmbeddedDefault(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
+}
+
+// TestSIGHUPReloadsRules: SIGHUP reloads the rules file (even unchanged);
+// a broken file is refused and the old rules keep serving.
+func TestSIGHUPReloadsRules(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sipproxy")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	rulesPath := filepath.Join(dir, "rules.yaml")
+	os.WriteFile(rulesPath, []byte("rules:\n  - user: sip:carol@contoso.com\n    immediate: sip:dave@contoso.com\n"), 0o600)
+	metricsAddr := freeAddr(t)
+	cfgPath := filepath.Join(dir, "sipproxy.yaml")
+	os.WriteFile(cfgPath, []byte(`server:
+  domains: [contoso.com]
+  listen:
+    - {transport: tcp, addr: "127.0.0.1:0"}
+forwarding: {rules_file: rules.yaml}
+metrics: {listen: "`+metricsAddr+`"}
+`), 0o600)
+	cmd := exec.Command(bin, "run", "-config", cfgPath)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	scrape := func(series string) string {
+		res, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return ""
+		}
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+				return v
+			}
+		}
+		return ""
+	}
+	wait := func(series, want string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for scrape(series) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s = %q, want %q\nlogs:\n%s", series, scrape(series), want, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	wait(`sipproxy_rules_reload_total{result="ok"}`, "1")
+	wait("sipproxy_rules_loaded", "1")
+
+	cmd.Process.Signal(syscall.SIGHUP)
+	wait(`sipproxy_rules_reload_total{result="ok"}`, "2")
+
+	// The watcher sees the broken write (an error), and SIGHUP rereads it
+	// (another error); the loaded rules never change.
+	os.WriteFile(rulesPath, []byte("rules:\n  - user: sip:carol@contoso.com\n    immediate: sip:carol@contoso.com\n"), 0o600)
+	wait(`sipproxy_rules_reload_total{result="error"}`, "1")
+	cmd.Process.Signal(syscall.SIGHUP)
+	wait(`sipproxy_rules_reload_total{result="error"}`, "2")
+	wait("sipproxy_rules_loaded", "1")
+	wait(`sipproxy_rules_reload_total{result="ok"}`, "2")
+	if !strings.Contains(logs.String(), "rules.yaml:3") {
+		t.Fatalf("the reload error does not name rules.yaml:3:\n%s", logs.String())
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
