@@ -76,13 +76,15 @@ func (s *Server) prepare(r *request, t Target, recordRoute bool) (*sip.Request, 
 	out := r.Request.Clone()
 	out.Recipient = *t.URI.Clone()
 
+	// A fresh header in the same place: sipgo's clone shares the
+	// Max-Forwards value with the original (and with the other branches).
 	mf := sip.MaxForwardsHeader(70)
 	if in := r.MaxForwards(); in != nil {
 		mf = sip.MaxForwardsHeader(int(*in) - 1)
+		out.ReplaceHeader(&mf)
+	} else {
+		out.AppendHeader(&mf)
 	}
-	// A fresh header: sipgo's clone shares the Max-Forwards value.
-	out.RemoveHeader("Max-Forwards")
-	out.PrependHeader(&mf)
 
 	// Where it goes: the target's flow while it is open, else its address.
 	hop := Flow{Transport: t.Transport, Remote: t.addr()}
