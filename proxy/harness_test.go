@@ -88,10 +88,10 @@ server:
   listen:
     - {transport: tcp, addr: "127.0.0.1:0"}
     - {transport: udp, addr: "127.0.0.1:{{UDPPORT}}"}
-    - {transport: tls, addr: "127.0.0.1:0", cert: {{CERT}}, key: {{KEY}}, client_ca: {{CA}}}
+    - {transport: tls, addr: "127.0.0.1:0", cert: "{{CERT}}", key: "{{KEY}}", client_ca: "{{CA}}"}
   record_route: true
   timer_c: {{TIMERC}}
-  tls_client: {ca: {{CA}}}
+  tls_client: {ca: "{{CA}}"}
 voicemail:
   uri: "{{VOICEMAIL}}"
 auth:
@@ -152,7 +152,7 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		if err := os.WriteFile(rp, []byte(o.rulesYAML), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		yml = strings.Replace(yml, "forwarding:\n", "forwarding:\n  rules_file: "+rp+"\n", 1)
+		yml = strings.Replace(yml, "forwarding:\n", "forwarding:\n  rules_file: \""+rp+"\"\n", 1)
 	}
 	cfg, err := config.LoadBytes("test.yaml", []byte(yml), p.dir)
 	if err != nil {

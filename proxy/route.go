@@ -70,6 +70,7 @@ func (s *Server) route(r *request) Decision {
 		if !ok {
 			return rejectWith(sip.StatusBadRequest, "Bad Route")
 		}
+		t.URI = req.Recipient // loose routing: the Request-URI travels unchanged
 		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
 	}
 	if inDialog(req) {
