@@ -190,6 +190,9 @@ type oxUA struct {
 	t       testing.TB
 	name    string
 	contact string // Contact of our 18x/2xx responses
+	// recordRoute, when set, is put on top of the Record-Route of our
+	// 18x/2xx responses (a UM that sits behind a record-routing front end).
+	recordRoute string
 
 	mu       sync.Mutex
 	reqs     []oxMsg
@@ -215,12 +218,6 @@ func (ua *oxUA) close() {
 	}
 }
 
-func (ua *oxUA) setOnInvite(h func(tx *oxTx)) {
-	ua.mu.Lock()
-	ua.onInvite = h
-	ua.mu.Unlock()
-}
-
 // requests returns the requests of a method received so far.
 func (ua *oxUA) requests(method string) []oxMsg {
 	ua.mu.Lock()
@@ -243,7 +240,10 @@ func (ua *oxUA) wait(t testing.TB, method string, n int) oxMsg {
 			return got[n-1]
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: %d %s received, waited for %d", ua.name, len(ua.requests(method)), method, n)
+			ua.mu.Lock()
+			errs := ua.errs
+			ua.mu.Unlock()
+			t.Fatalf("%s: %d %s received, waited for %d (unparsable messages: %v)", ua.name, len(ua.requests(method)), method, n, errs)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -338,7 +338,8 @@ func (ua *oxUA) onRequest(c *oxConn, m oxMsg) {
 	}
 }
 
-// oxTx is an INVITE server transaction of an oxUA.
+// oxTx is an INVITE server transaction of an oxUA. A CANCEL for it is
+// answered 200 and closes cancelled (a behaviour may then answer 487).
 type oxTx struct {
 	c         *oxConn
 	req       *sip.Request
@@ -355,6 +356,9 @@ func (tx *oxTx) respond(code int, reason string, body []byte) {
 	if code > 100 && code < 300 && tx.c.ua.contact != "" {
 		res.AppendHeader(sip.NewHeader("Contact", tx.c.ua.contact))
 	}
+	if code > 100 && code < 300 && tx.c.ua.recordRoute != "" {
+		res.PrependHeader(sip.NewHeader("Record-Route", tx.c.ua.recordRoute))
+	}
 	if body != nil {
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	}
@@ -365,19 +369,6 @@ func (tx *oxTx) respond(code int, reason string, body []byte) {
 func oxAnswer(tx *oxTx) {
 	tx.respond(180, "Ringing", nil)
 	tx.respond(200, "OK", []byte(testSDP))
-}
-
-// oxAnswerAfter rings, then answers after d unless cancelled first (487).
-func oxAnswerAfter(d time.Duration) func(tx *oxTx) {
-	return func(tx *oxTx) {
-		tx.respond(180, "Ringing", nil)
-		select {
-		case <-time.After(d):
-			tx.respond(200, "OK", []byte(testSDP))
-		case <-tx.cancelled:
-			tx.respond(487, "Request Terminated", nil)
-		}
-	}
 }
 
 // oxListener is a raw UA listening on TCP or TLS.
@@ -774,7 +765,7 @@ func TestOCEXUMSkipPin(t *testing.T) {
 			headers: []string{"Ms-Exchange-Command: skip-everything"}, want: "stripped/bad_value"},
 		{name: "stripped/two header lines", caller: aliceTLSCert,
 			headers: []string{oxSkipPin, "MS-EXCHANGE-COMMAND: skip-pin"}, want: "stripped/bad_value"},
-		{name: "stripped/alice to her own phone, not voicemail", caller: aliceTLSDigest,
+		{name: "stripped/alice to her own phone not voicemail", caller: aliceTLSDigest,
 			target:  func(*testProxy) sip.Uri { return uri("alice") },
 			headers: []string{oxSkipPin}, toPhone: true, want: "stripped/not_voicemail"},
 		{name: "stripped/preloaded Route to UM is not the voicemail route", caller: aliceTLSCert,
@@ -843,7 +834,7 @@ func TestOCEXUMSkipPin(t *testing.T) {
 			if n := len(rcv.requests(string(method))); n != 1 {
 				t.Errorf("%s received %d %s, want 1", rcv.name, n, method)
 			}
-			if !tc.toPhone {
+			if !tc.toPhone { // with a Route too: see TestOCEXUMLooseRouteKeepsRequestURI
 				if want := string(method) + " " + target.String() + " SIP/2.0"; got.start != want {
 					t.Errorf("UM got request line %q, want %q (the mailbox must stay in the Request-URI)", got.start, want)
 				}
@@ -855,8 +846,8 @@ func TestOCEXUMSkipPin(t *testing.T) {
 			if gotLines := got.get("Ms-Exchange-Command"); !slices.Equal(gotLines, wantLines) {
 				t.Errorf("Ms-Exchange-Command lines at %s:\n got %q\nwant %q\n%s", rcv.name, gotLines, wantLines, got)
 			}
-			if method == sip.INVITE && tc.caller.transport != "udp" {
-				// The dialog's BYE is not a skip-pin question: it carried no header.
+			if method == sip.INVITE {
+				// The dialog's BYE carried no header: no second decision.
 				rcv.wait(t, "BYE", 1)
 			}
 			oxAssertSkipPin(t, px, before, tc.want)
@@ -910,7 +901,7 @@ func TestOCEXUMSkipPinInDialog(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := oxMustRaw(t, um.wait(t, "INVITE", 2).raw)
-		if !inDialogRaw(got) {
+		if !oxInDialog(got) {
 			t.Fatalf("second INVITE at UM is not in the dialog:\n%s", got)
 		}
 		if h := got.get("Ms-Exchange-Command"); len(h) != 0 {
@@ -935,7 +926,62 @@ func TestOCEXUMSkipPinInDialog(t *testing.T) {
 	})
 }
 
-func inDialogRaw(m oxRaw) bool { return strings.Contains(m.value("To"), ";tag=") }
+// TestOCEXUMLooseRouteKeepsRequestURI: when a Route header that is not ours
+// names the next hop (RFC 3261 16.6 steps 6 and 7, loose routing with lr),
+// the proxy sends the request there with the Request-URI unchanged. Two
+// shapes: an INVITE with a preloaded Route to UM (the mailbox must stay in
+// the Request-URI, UM reads it from there), and a BYE in a dialog where a
+// second hop (UM's front end) record-routed too (the BYE must still be
+// addressed to UM's Contact, not to that hop).
+func TestOCEXUMLooseRouteKeepsRequestURI(t *testing.T) {
+	t.Run("preloaded Route", func(t *testing.T) {
+		um := oxListen(t, "um", "tls")
+		px := startProxy(t, proxyOpts{voicemail: um.uri()})
+		um.serve(t, px)
+		alice := oxCaller{user: "alice", transport: "tls", certURI: "sip:alice@contoso.com"}.phone(t, px)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		mailbox := oxMailbox("alice", "contoso.com", 0)
+		route := fmt.Sprintf("<sip:127.0.0.1:%d;transport=tls;lr>", um.port)
+		sess, err := oxInvite(ctx, alice, uri("alice"), mailbox, sip.NewHeader("Route", route))
+		if err != nil {
+			t.Fatalf("call: %v (%d)", err, statusOf(err))
+		}
+		sess.Ack(ctx)
+		got := oxMustRaw(t, um.wait(t, "INVITE", 1).raw)
+		if want := "INVITE " + mailbox.String() + " SIP/2.0"; got.start != want {
+			t.Errorf("UM got request line %q, want %q", got.start, want)
+		}
+		if r := got.get("Route"); !slices.Equal(r, []string{"Route: " + route}) {
+			t.Errorf("UM got Route %q, want its own entry %q left for it to pop", r, route)
+		}
+	})
+	t.Run("in-dialog BYE past a second record-routing hop", func(t *testing.T) {
+		um := oxListen(t, "um", "tls")
+		um.recordRoute = fmt.Sprintf("<sip:127.0.0.1:%d;transport=tls;lr>", um.port)
+		px := startProxy(t, proxyOpts{voicemail: um.uri()})
+		um.serve(t, px)
+		alice := oxCaller{user: "alice", transport: "tls", certURI: "sip:alice@contoso.com"}.phone(t, px)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sess, err := oxInvite(ctx, alice, uri("alice"), oxMailbox("alice", "contoso.com", 0))
+		if err != nil {
+			t.Fatalf("call: %v (%d)", err, statusOf(err))
+		}
+		if err := sess.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Bye(ctx); err != nil {
+			t.Fatalf("BYE: %v", err)
+		}
+		bye := oxMustRaw(t, um.wait(t, "BYE", 1).raw)
+		if want := "BYE " + oxContactURI(um.contact) + " SIP/2.0"; bye.start != want {
+			t.Errorf("UM got request line %q, want %q (its Contact, the dialog's remote target)", bye.start, want)
+		}
+	})
+}
+
+func oxInDialog(m oxRaw) bool { return strings.Contains(m.value("To"), ";tag=") }
 
 // ---------------------------------------------------------------------------
 // 3: the spec's section 4 INVITEs, relayed faithfully.
