@@ -4,6 +4,8 @@
 //	sipproxy [run] [-config FILE]   serve (the embedded loopback demo without -config)
 //	sipproxy check -config FILE     validate a configuration; exit 1 when invalid
 //	sipproxy version                print the version
+//	sipproxy demo                   run the guided MS-OCEXUM demo
+//	sipproxy healthcheck            probe /healthz (for container HEALTHCHECK)
 package main
 
 import (
@@ -43,6 +45,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args, stdout, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "demo":
+		return cmdDemo(args, stdout, stderr)
+	case "healthcheck":
+		return cmdHealthcheck(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -60,6 +66,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo)
   sipproxy check -config FILE     validate a configuration (exit 0 valid, 1 invalid)
+  sipproxy demo [-free-ports]     run the MS-OCEXUM scenarios on the embedded default, then exit
+  sipproxy healthcheck [-config FILE | -addr HOST:PORT]  probe /healthz (exit 0 healthy, 1 not)
   sipproxy version                print the version
 
 signals: SIGHUP reloads the forwarding rules; SIGTERM or SIGINT drains and exits.
