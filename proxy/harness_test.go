@@ -108,6 +108,7 @@ forwarding:
   default_after: 20s
   max_diversions: 5
 {{PEERS}}
+{{LIMITS}}
 `
 
 // testProxy is a proxy started on loopback with free ports.
@@ -128,6 +129,7 @@ type proxyOpts struct {
 	rulesYAML string // forwarding rules document
 	authExtra string // extra keys under auth:, indented two spaces
 	udpPort   int    // fixed UDP port (0: any)
+	limits    string // a whole limits: block
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -145,7 +147,7 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 	yml := strings.NewReplacer(
 		"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
 		"{{VOICEMAIL}}", o.voicemail, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
-		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort),
+		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort), "{{LIMITS}}", o.limits,
 	).Replace(baseConfig)
 	if o.rulesYAML != "" {
 		rp := filepath.Join(p.dir, "rules.yaml")
@@ -215,9 +217,9 @@ type phone struct {
 }
 
 type phoneOpts struct {
-	listen bool        // run a listener on the phone's transport
-	tls    *tls.Config // TLS client config (transport tls)
-	noAuth bool
+	listen  bool        // run a listener on the phone's transport
+	tls     *tls.Config // TLS client config (transport tls)
+	localIP string      // source address of the phone's connections (default 127.0.0.1)
 }
 
 func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) *phone {
@@ -237,7 +239,11 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 	p := &phone{t: t, user: user, password: user + "-pw", transport: transport, proxy: px, ua: ua,
 		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8), cancels: make(chan *sip.Request, 8)}
 	p.srv, _ = sipgo.NewServer(ua)
-	p.client, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname("127.0.0.1")}
+	if o.localIP != "" {
+		clientOpts = []sipgo.ClientOption{sipgo.WithClientHostname(o.localIP), sipgo.WithClientConnectionAddr(o.localIP + ":0")}
+	}
+	p.client, _ = sipgo.NewClient(ua, clientOpts...)
 
 	host, port := "127.0.0.1", 0
 	if o.listen {

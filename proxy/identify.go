@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -34,6 +36,17 @@ func (s *Server) identify(r *request) bool {
 	if register {
 		credHeader = "Authorization"
 	}
+	if !r.id.Authenticated() && s.fails != nil && r.in.Source.IsValid() && s.needsIdentity(req) {
+		// A source that guessed wrong too often is refused without a
+		// challenge, so it cannot go on guessing.
+		if blocked, wait := s.fails.Blocked(r.in.Source.Addr()); blocked {
+			s.m.Throttled.WithLabelValues("auth_blocked").Inc()
+			s.m.Auth.WithLabelValues("failed").Inc()
+			secs := int((wait + time.Second - 1) / time.Second)
+			s.replyWith(r, sip.StatusForbidden, "Too Many Authentication Failures", sip.NewHeader("Retry-After", strconv.Itoa(max(secs, 1))))
+			return false
+		}
+	}
 	if !r.id.Authenticated() {
 		if creds := headerValues(req, credHeader); len(creds) > 0 && s.cfg.Auth.Realm != "" {
 			res := s.digest.Verify(creds, string(req.Method))
@@ -41,6 +54,9 @@ func (s *Server) identify(r *request) bool {
 			case auth.OK:
 				r.id = auth.Identity{Source: auth.SourceDigest, AOR: s.digestAOR(req, res.User)}
 				s.m.Auth.WithLabelValues("ok").Inc()
+				if s.fails != nil && r.in.Source.IsValid() {
+					s.fails.Succeed(r.in.Source.Addr())
+				}
 			case auth.Stale:
 				s.challenge(r, true)
 				return false
@@ -53,6 +69,13 @@ func (s *Server) identify(r *request) bool {
 			default:
 				s.m.Auth.WithLabelValues("failed").Inc()
 				r.logger().Info("authentication failed", "method", req.Method, "source", r.in.Source.String())
+				if s.fails != nil && r.in.Source.IsValid() && s.fails.Fail(r.in.Source.Addr()) {
+					r.logger().Warn("source blocked after repeated authentication failures", "source", r.in.Source.Addr().String())
+					s.m.Throttled.WithLabelValues("auth_blocked").Inc()
+					s.replyWith(r, sip.StatusForbidden, "Too Many Authentication Failures",
+						sip.NewHeader("Retry-After", strconv.Itoa(int(s.cfg.Limits.AuthBlock.Seconds()))))
+					return false
+				}
 				// Same answer whether the user exists or not.
 				s.challenge(r, false)
 				return false

@@ -1316,7 +1316,7 @@ func TestOCEXUMCheckWarnings(t *testing.T) {
 			yml := strings.NewReplacer(
 				"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
 				"{{VOICEMAIL}}", tc.voicemail, "{{ROUTES}}", "  []", "{{PEERS}}", tc.peers,
-				"{{TIMERC}}", "180s", "{{AUTHEXTRA}}", "", "{{UDPPORT}}", "0",
+				"{{TIMERC}}", "180s", "{{AUTHEXTRA}}", "", "{{UDPPORT}}", "0", "{{LIMITS}}", "",
 			).Replace(baseConfig)
 			cfg, err := config.LoadBytes("test.yaml", []byte(yml), p.dir)
 			if err != nil {

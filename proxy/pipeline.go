@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,8 +83,17 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 	if req.IsAck() {
 		// ACK for a 2xx is end to end and has no transaction of its own;
 		// ACK for non-2xx was absorbed by the server transaction already.
+		// Never rate limited: losing one tears down an answered call.
 		s.forwardAck(r)
 		return
+	}
+	if s.rate != nil && r.in.Source.IsValid() {
+		if ok, wait := s.rate.Allow(r.in.Source.Addr()); !ok {
+			s.m.Throttled.WithLabelValues("rate").Inc()
+			secs := int((wait + time.Second - 1) / time.Second)
+			s.replyWith(r, sip.StatusServiceUnavailable, "Rate Limited", sip.NewHeader("Retry-After", strconv.Itoa(max(secs, 1))))
+			return
+		}
 	}
 	s.active.Add(1)
 	s.m.TransactionsActive.Inc()

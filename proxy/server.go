@@ -21,6 +21,7 @@ import (
 	"github.com/sipproxy/sipproxy/internal/config"
 	"github.com/sipproxy/sipproxy/metrics"
 	"github.com/sipproxy/sipproxy/proxy/auth"
+	"github.com/sipproxy/sipproxy/proxy/limits"
 	"github.com/sipproxy/sipproxy/proxy/registrar"
 	"github.com/sipproxy/sipproxy/rules"
 )
@@ -53,6 +54,12 @@ type Server struct {
 
 	certs *peerCerts
 	flows flowTokens
+
+	// Abuse limits; nil when turned off.
+	rate  *limits.RateLimiter
+	flood *limits.RateLimiter // rate x5: beyond it, bytes are dropped unparsed
+	fails *limits.FailureTracker
+	conns *limits.ConnLimiter
 
 	listeners []*listener
 	byTrans   map[string]*listener // first listener of each transport: our Via/Record-Route on it
@@ -123,16 +130,15 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		Algorithms: cfg.Auth.Algorithms,
 	})
 	s.peers = auth.NewPeers(cfg.Peers)
+	if err := s.newLimits(); err != nil {
+		return nil, err
+	}
 
 	reg, err := registrar.New(registrar.Options{Active: s.m.RegistrationsActive})
 	if err != nil {
 		return nil, err
 	}
 	s.reg = reg
-
-	// sipgo keeps these as package settings; they are the same for every
-	// Server, so setting them here is idempotent.
-	sip.UDPMTUSize = 65000
 
 	parser := sip.NewParser()
 	parser.MaxMessageLength = cfg.Limits.MaxMessageBytes
@@ -171,6 +177,39 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	return s, nil
 }
 
+// newLimits builds the abuse limits from limits: in the configuration.
+// Trusted peers' sources are exempt: a gateway carries many users.
+func (s *Server) newLimits() error {
+	lc := s.cfg.Limits
+	var exempt []netip.Prefix
+	for _, p := range s.cfg.Peers {
+		exempt = append(exempt, p.Prefixes...)
+	}
+	var err error
+	if lc.RequestsPerSecond > 0 {
+		s.rate, err = limits.NewRateLimiter(limits.RateConfig{Rate: float64(lc.RequestsPerSecond), Burst: lc.Burst, Exempt: exempt})
+		if err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+		s.flood, err = limits.NewRateLimiter(limits.RateConfig{Rate: 5 * float64(lc.RequestsPerSecond), Burst: 5 * lc.Burst, Exempt: exempt})
+		if err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+	}
+	if lc.AuthFailures > 0 {
+		s.fails, err = limits.NewFailureTracker(limits.FailureConfig{
+			MaxFailures: lc.AuthFailures, Window: lc.AuthFailureWindow.Duration, BlockFor: lc.AuthBlock.Duration, Exempt: exempt,
+		})
+		if err != nil {
+			return fmt.Errorf("limits: %w", err)
+		}
+	}
+	if lc.ConnectionsPerSource > 0 {
+		s.conns = limits.NewConnLimiter(lc.ConnectionsPerSource, exempt...)
+	}
+	return nil
+}
+
 func clientTLS(c config.TLSClient) *tls.Config {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -183,14 +222,43 @@ func clientTLS(c config.TLSClient) *tls.Config {
 	return tc
 }
 
-// readFilter enforces message limits before parsing: a peer that sends more
-// than max_message_bytes in one read gets its connection closed.
-func (s *Server) readFilter(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+// readFilter runs on raw bytes before sipgo parses them: the cheapest place
+// to refuse. A datagram or read larger than max_message_bytes, or from a
+// source sending far beyond its rate (a flood: five times the configured
+// rate and burst), is dropped unparsed; a TCP or TLS connection doing so is
+// closed (dropping bytes from a stream would break its framing). Sources
+// merely over their rate are answered 503 by the pipeline instead.
+func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
+	stream := p.Transport != "UDP"
 	if len(data) > s.cfg.Limits.MaxMessageBytes {
 		s.m.Throttled.WithLabelValues("message_size").Inc()
-		return nil, fmt.Errorf("message of %d bytes exceeds max_message_bytes", len(data))
+		if stream {
+			return nil, fmt.Errorf("read of %d bytes exceeds max_message_bytes", len(data))
+		}
+		return nil, nil // never an error on UDP: sipgo would stop the listener
+	}
+	if s.flood != nil {
+		if src, ok := sourceAddr(p.RemoteAddr); ok {
+			if allowed, _ := s.flood.Allow(src); !allowed {
+				s.m.Throttled.WithLabelValues("flood").Inc()
+				if stream {
+					return nil, fmt.Errorf("source %s is flooding", src)
+				}
+				return nil, nil
+			}
+		}
 	}
 	return data, nil
+}
+
+func sourceAddr(a net.Addr) (netip.Addr, bool) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	case *net.TCPAddr:
+		return a.AddrPort().Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // Start binds every configured listener and serves them. A bind error is
@@ -249,6 +317,12 @@ func (s *Server) bind(lc config.Listener) (*listener, func() error, error) {
 		}
 		l.closer = ln
 		l.bound = ln.Addr().(*net.TCPAddr).AddrPort()
+		if s.conns != nil {
+			// Under TLS: a refused connection costs no handshake.
+			ln = limits.LimitListener(ln, s.conns, func(netip.Addr) {
+				s.m.Throttled.WithLabelValues("connections").Inc()
+			})
+		}
 		if lc.Transport == "tcp" {
 			run = func() error { return s.sip.ServeTCP(ln) }
 			break

@@ -170,6 +170,20 @@ type Limits struct {
 	MaxHeaders      int      `yaml:"max_headers"`           // default 100
 	IdleTimeout     Duration `yaml:"idle_timeout"`          // TCP/TLS connection read idle; default 5m
 	TLSHandshake    Duration `yaml:"tls_handshake_timeout"` // default 10s
+
+	// Per-source request rate (token bucket; 503 with Retry-After beyond
+	// it). A source is an IPv4 address or an IPv6 /64. Trusted peers'
+	// sources are exempt. 0 disables.
+	RequestsPerSecond int `yaml:"requests_per_second"` // default 20
+	Burst             int `yaml:"burst"`               // default 100
+	// Digest brute-force throttling: a source with AuthFailures wrong
+	// answers within AuthFailureWindow is refused (403) for AuthBlock.
+	// 0 disables.
+	AuthFailures      int      `yaml:"auth_failures"`       // default 5
+	AuthFailureWindow Duration `yaml:"auth_failure_window"` // default 10m
+	AuthBlock         Duration `yaml:"auth_block"`          // default 15m
+	// Open TCP/TLS connections per source. 0 disables.
+	ConnectionsPerSource int `yaml:"connections_per_source"` // default 64
 }
 
 // Duration is a time.Duration written as "15s", "2m" in YAML.

@@ -388,6 +388,12 @@ func (v *validator) limits() {
 	v.intRange(&l.MaxHeaders, "limits.max_headers", 100, 1, 0)
 	v.duration(&l.IdleTimeout, "limits.idle_timeout", 5*time.Minute, time.Second, 0)
 	v.duration(&l.TLSHandshake, "limits.tls_handshake_timeout", 10*time.Second, time.Second, 0)
+	v.intRange(&l.RequestsPerSecond, "limits.requests_per_second", 20, 0, 0)
+	v.intRange(&l.Burst, "limits.burst", 100, 1, 0)
+	v.intRange(&l.AuthFailures, "limits.auth_failures", 5, 0, 0)
+	v.duration(&l.AuthFailureWindow, "limits.auth_failure_window", 10*time.Minute, time.Second, 0)
+	v.duration(&l.AuthBlock, "limits.auth_block", 15*time.Minute, time.Second, 0)
+	v.intRange(&l.ConnectionsPerSource, "limits.connections_per_source", 64, 0, 0)
 }
 
 // selfSigned generates the certificate of every self_signed listener, valid
