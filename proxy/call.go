@@ -28,9 +28,8 @@ type call struct {
 	r *request
 
 	events   chan event
-	canceled chan struct{} // closed when the caller CANCELs
+	canceled *cancelSignal // fired when the caller CANCELs
 	closed   chan struct{} // closed when the call stops listening to events
-	once     sync.Once
 
 	branches []*branch
 	ours     map[*sip.Response]bool // responses we made up (not relayed from downstream)
@@ -39,6 +38,15 @@ type call struct {
 	answered bool                   // a 2xx went upstream
 	upCancel bool                   // the caller cancelled
 }
+
+// cancelSignal is what the server transaction keeps of a call: over UDP it
+// lives for Timer H/J after the call, so it must not hold the call itself.
+type cancelSignal struct {
+	ch   chan struct{}
+	once sync.Once
+}
+
+func (c *cancelSignal) fire() { c.once.Do(func() { close(c.ch) }) }
 
 type branch struct {
 	id     int
@@ -78,13 +86,13 @@ func (s *Server) newCall(r *request) *call {
 	c := &call{
 		s:        s,
 		r:        r,
-		events:   make(chan event, 16),
-		canceled: make(chan struct{}),
+		events:   make(chan event, 4),
+		canceled: &cancelSignal{ch: make(chan struct{})},
 		closed:   make(chan struct{}),
-		ours:     make(map[*sip.Response]bool),
 	}
-	if !r.tx.OnCancel(func(*sip.Request) { c.once.Do(func() { close(c.canceled) }) }) {
-		c.once.Do(func() { close(c.canceled) })
+	sig := c.canceled
+	if !r.tx.OnCancel(func(*sip.Request) { sig.fire() }) {
+		sig.fire()
 	}
 	// 16.2: a stateful proxy answers INVITE with 100 at once, so the caller
 	// stops retransmitting while we look for the callee.
@@ -139,7 +147,7 @@ func (c *call) runStage(targets []Target, noAnswer time.Duration) outcome {
 		select {
 		case ev := <-c.events:
 			c.onEvent(ev)
-		case <-c.canceled:
+		case <-c.canceled.ch:
 			c.onUpstreamCancel()
 		case <-timeout:
 			c.cancelStage("No answer")
@@ -305,6 +313,9 @@ func (c *call) relay(res *sip.Response) {
 // own makes a final response of ours for the caller.
 func (c *call) own(code int, reason string) *sip.Response {
 	res := sip.NewResponseFromRequest(c.r.Request, code, reason, nil)
+	if c.ours == nil {
+		c.ours = make(map[*sip.Response]bool)
+	}
 	c.ours[res] = true
 	return res
 }
@@ -440,7 +451,7 @@ func (c *call) close() {
 		select {
 		case ev := <-c.events:
 			c.onEvent(ev)
-		case <-c.canceled:
+		case <-c.canceled.ch:
 			c.onUpstreamCancel()
 		case <-deadline.C:
 			for _, b := range c.branches {
@@ -454,6 +465,15 @@ func (c *call) close() {
 out:
 	for _, b := range c.branches {
 		b.timerC.Stop()
+		// An answered branch's transaction would linger 64*T1 in the
+		// Accepted state (RFC 6026) only to pass on 2xx retransmissions;
+		// those are forwarded statelessly (Server.strayResponse), so end it
+		// now rather than hold the whole call in memory. A branch that
+		// failed over UDP keeps its transaction: it must ACK
+		// retransmissions of the final response (Timer D).
+		if b.tx != nil && b.final != nil && (b.final.IsSuccess() || sip.IsReliable(b.out.Transport())) {
+			b.tx.Terminate()
+		}
 	}
 	close(c.closed)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,5 +210,48 @@ func TestDrain(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return after the call ended")
+	}
+}
+
+// TestStray2xxForwarded: a 2xx to an INVITE that matches no transaction of
+// ours (a retransmission after the transaction ended) is forwarded
+// statelessly along its Via; other stray responses are absorbed.
+func TestStray2xxForwarded(t *testing.T) {
+	px := startProxy(t, proxyOpts{})
+	caller, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer caller.Close()
+	uas, err := net.Dial("udp", px.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uas.Close()
+	host, port, _ := net.SplitHostPort(px.Addr("udp"))
+	callerPort := caller.LocalAddr().(*net.UDPAddr).Port
+	response := func(code string, method string) string {
+		return "SIP/2.0 " + code + "\r\n" +
+			"Via: SIP/2.0/UDP " + host + ":" + port + ";branch=z9hG4bKspgone.1\r\n" +
+			"Via: SIP/2.0/UDP 127.0.0.1:" + strconv.Itoa(callerPort) + ";branch=z9hG4bKcaller1;received=127.0.0.1;rport=" + strconv.Itoa(callerPort) + "\r\n" +
+			"From: <sip:alice@contoso.com>;tag=a\r\nTo: <sip:bob@contoso.com>;tag=b\r\nCall-ID: stray1\r\n" +
+			"CSeq: 1 " + method + "\r\nContact: <sip:bob@127.0.0.1:9>\r\nContent-Length: 0\r\n\r\n"
+	}
+	uas.Write([]byte(response("486 Busy Here", "INVITE")))
+	uas.Write([]byte(response("200 OK", "BYE")))
+	uas.Write([]byte(response("200 OK", "INVITE")))
+	caller.SetReadDeadline(time.Now().Add(3 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := caller.ReadFrom(buf)
+	if err != nil {
+		t.Fatalf("stray 2xx not forwarded: %v", err)
+	}
+	got := string(buf[:n])
+	if !strings.HasPrefix(got, "SIP/2.0 200 OK") || !strings.Contains(got, "CSeq: 1 INVITE") || strings.Contains(got, "z9hG4bKspgone") {
+		t.Fatalf("forwarded:\n%s", got)
+	}
+	caller.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, _, err := caller.ReadFrom(buf); err == nil {
+		t.Fatalf("a second stray response was forwarded:\n%s", buf[:n])
 	}
 }

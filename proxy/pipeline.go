@@ -173,7 +173,7 @@ func (s *Server) respond(r *request, res *sip.Response) {
 
 // writeStateless sends a response upstream outside the server transaction.
 func (s *Server) writeStateless(r *request, res *sip.Response) {
-	if err := s.ua.TransportLayer().WriteMsg(res); err != nil {
+	if err := s.writeResponse(res); err != nil {
 		r.logger().Debug("stateless response not sent", "code", res.StatusCode, "error", err)
 	}
 }

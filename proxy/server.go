@@ -157,7 +157,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
 			sip.WithTransactionLayerLogger(log),
-			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {}),
+			sip.WithTransactionLayerUnhandledResponseHandler(s.strayResponse),
 		),
 	)
 	if err != nil {
@@ -259,6 +259,52 @@ func sourceAddr(a net.Addr) (netip.Addr, bool) {
 		return a.AddrPort().Addr().Unmap(), true
 	}
 	return netip.Addr{}, false
+}
+
+// strayResponse handles a response that matches no client transaction. A
+// 2xx to an INVITE is forwarded statelessly along its Via (RFC 6026 7.2:
+// retransmissions of the answer after our transaction ended, or the answer
+// of a second fork); anything else is dropped (RFC 3261 16.7 lets a
+// stateful proxy absorb it).
+func (s *Server) strayResponse(res *sip.Response) {
+	cseq := res.CSeq()
+	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE {
+		return
+	}
+	via := res.Via()
+	if via == nil || !s.isOurAddress(via.Host, via.Port, via.Transport) {
+		return
+	}
+	up := res.Clone()
+	up.RemoveHeader("Via")
+	next := up.Via()
+	if next == nil {
+		return
+	}
+	up.SetTransport(next.Transport)
+	up.SetDestination("") // derived from the Via: received and rport, as we stamped them
+	if err := s.writeResponse(up); err != nil {
+		s.log.Debug("stray 2xx not forwarded", "error", err)
+	}
+}
+
+// writeResponse sends a response outside any transaction: over UDP from our
+// listening socket, over TCP/TLS on the connection the request came in on.
+func (s *Server) writeResponse(res *sip.Response) error {
+	tp := s.ua.TransportLayer()
+	if !sip.IsReliable(res.Transport()) {
+		l, ok := s.byTrans["udp"]
+		if !ok {
+			return errors.New("no UDP listener")
+		}
+		c, err := tp.GetConnection("udp", l.bound.String())
+		if err != nil {
+			return err
+		}
+		defer c.TryClose()
+		return c.WriteMsg(res)
+	}
+	return tp.WriteMsg(res)
 }
 
 // Start binds every configured listener and serves them. A bind error is
