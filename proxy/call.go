@@ -339,7 +339,10 @@ func (c *call) onUpstreamCancel() {
 	}
 	c.upCancel = true
 	// sipgo's transaction layer has already answered the CANCEL with 200
-	// and the INVITE with 487 (16.10).
+	// and the INVITE with 487 (16.10); it never reaches the pipeline, so
+	// count it here.
+	c.s.m.Requests.WithLabelValues(string(sip.CANCEL), c.r.in.Transport).Inc()
+	c.s.m.Responses.WithLabelValues(string(sip.CANCEL), "200").Inc()
 	if !c.r.finished {
 		c.r.finished = true
 		c.s.m.Responses.WithLabelValues(string(c.r.Method), "487").Inc()
