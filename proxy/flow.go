@@ -4,7 +4,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"strings"
+	"sync"
 )
 
 // Flow is the path a neighbour reached us on: for TCP and TLS the
@@ -22,16 +24,30 @@ func (f Flow) valid() bool { return f.Transport != "" && f.Remote != "" }
 // requests can be delivered over the flow of the side they are going to.
 // The token is MACed: a forged Route cannot steer requests into another
 // client's connection.
-type flowTokens struct{ key []byte }
+type flowTokens struct {
+	key  []byte
+	macs *sync.Pool // of hash.Hash: keying HMAC-SHA256 costs more than using it
+}
+
+func newFlowTokens(key []byte) flowTokens {
+	return flowTokens{key: key, macs: &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// sum is the truncated MAC of payload.
+func (t flowTokens) sum(payload []byte) []byte {
+	mac := t.macs.Get().(hash.Hash)
+	mac.Reset()
+	mac.Write(payload)
+	out := mac.Sum(make([]byte, 0, sha256.Size))[:12]
+	t.macs.Put(mac)
+	return out
+}
 
 const flowParam = "flow"
 
 func (t flowTokens) encode(f Flow) string {
-	payload := f.Transport + "|" + f.Remote
-	mac := hmac.New(sha256.New, t.key)
-	mac.Write([]byte(payload))
-	sum := mac.Sum(nil)[:12]
-	return base64.RawURLEncoding.EncodeToString(append([]byte(payload), sum...))
+	payload := []byte(f.Transport + "|" + f.Remote)
+	return base64.RawURLEncoding.EncodeToString(append(payload, t.sum(payload)...))
 }
 
 func (t flowTokens) decode(tok string) (Flow, bool) {
@@ -40,9 +56,7 @@ func (t flowTokens) decode(tok string) (Flow, bool) {
 		return Flow{}, false
 	}
 	payload, sum := raw[:len(raw)-12], raw[len(raw)-12:]
-	mac := hmac.New(sha256.New, t.key)
-	mac.Write(payload)
-	if !hmac.Equal(sum, mac.Sum(nil)[:12]) {
+	if !hmac.Equal(sum, t.sum(payload)) {
 		return Flow{}, false
 	}
 	tr, remote, ok := strings.Cut(string(payload), "|")

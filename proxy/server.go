@@ -108,7 +108,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	s.flows = flowTokens{key: key}
+	s.flows = newFlowTokens(key)
 
 	secret := []byte(cfg.Auth.Secret)
 	if len(secret) == 0 {
