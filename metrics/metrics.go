@@ -20,6 +20,7 @@ type Metrics struct {
 	Forwarding          *prometheus.CounterVec // kind, outcome
 	Auth                *prometheus.CounterVec // result
 	TransactionsActive  prometheus.Gauge
+	DialogsActive       prometheus.Gauge
 	RegistrationsActive prometheus.Gauge
 	RulesLoaded         prometheus.Gauge
 	RulesReloads        *prometheus.CounterVec // result
@@ -57,6 +58,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "transactions_active",
 			Help: "Server transactions the proxy is currently handling.",
 		}),
+		DialogsActive: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "dialogs_active",
+			Help: "Calls established through the proxy (record-routed) whose BYE has not passed yet.",
+		}),
 		RegistrationsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "registrations_active",
 			Help: "Live registrar bindings.",
@@ -87,7 +92,7 @@ func New() *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
-		m.TransactionsActive, m.RegistrationsActive, m.RulesLoaded,
+		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
 		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros

@@ -56,11 +56,13 @@ type branch struct {
 	tx     sip.ClientTransaction
 
 	provisional bool          // a 1xx other than 100 arrived: CANCEL may be sent
+	heard       bool          // any response arrived (100 included)
 	final       *sip.Response // final response received or synthesized
 	wantCancel  bool          // cancel as soon as the rules allow
 	cancelSent  bool
 	cancelWhy   string // Reason header text for the CANCEL
 	timerC      *time.Timer
+	silence     *time.Timer // no_response_timeout: the next hop said nothing at all
 }
 
 func (b *branch) done() bool { return b.final != nil }
@@ -72,6 +74,7 @@ const (
 	evResponse                  // a response arrived
 	evEnded                     // the client transaction ended (ev.err)
 	evTimerC                    // Timer C fired
+	evSilence                   // no response at all within no_response_timeout
 )
 
 type event struct {
@@ -184,6 +187,7 @@ func (c *call) fork(t Target) {
 	c.branches = append(c.branches, b)
 	timerC := c.s.cfg.Server.TimerC.Duration
 	b.timerC = time.AfterFunc(timerC, func() { c.post(event{kind: evTimerC, b: b}) })
+	b.silence = time.AfterFunc(c.s.cfg.Server.NoResponseTimeout.Duration, func() { c.post(event{kind: evSilence, b: b}) })
 	go c.read(b)
 }
 
@@ -242,9 +246,22 @@ func (c *call) onEvent(ev event) {
 		c.onResponse(b, ev.res)
 	case evEnded:
 		b.timerC.Stop()
+		b.silence.Stop()
 		if !b.done() {
 			b.final = c.synthesize(ev.err)
 		}
+	case evSilence:
+		// Not even 100 Trying: the next hop is dead or unreachable. Give
+		// up on it now rather than after Timer B (32 s).
+		if b.done() || b.heard {
+			return
+		}
+		b.timerC.Stop()
+		if b.tx != nil {
+			b.tx.Terminate()
+		}
+		c.r.logger().Info("next hop silent; branch given up", "target", b.out.Destination(), "after", c.s.cfg.Server.NoResponseTimeout.Duration.String())
+		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
 	case evTimerC:
 		// 16.8: Timer C fired. With a provisional response the branch is
 		// cancelled (its 487 becomes the final); without, it is given up.
@@ -265,6 +282,10 @@ func (c *call) onEvent(ev event) {
 
 func (c *call) onResponse(b *branch, res *sip.Response) {
 	code := res.StatusCode
+	if !b.heard {
+		b.heard = true
+		b.silence.Stop()
+	}
 	switch {
 	case code == sip.StatusTrying:
 		// Hop by hop; we sent our own.
@@ -286,6 +307,11 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 		// 16.7 step 5: every 2xx goes upstream at once, whatever else happened.
 		c.answered = true
 		c.relay(res)
+		if c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request) {
+			// Its in-dialog requests (the BYE) will come through us:
+			// a drain waits for them.
+			c.s.dialogs.open(c.r.callID)
+		}
 		c.cancelOthers(b, "Call completed elsewhere")
 	default:
 		b.timerC.Stop()
@@ -468,6 +494,7 @@ func (c *call) close() {
 out:
 	for _, b := range c.branches {
 		b.timerC.Stop()
+		b.silence.Stop()
 		// An answered branch's transaction would linger 64*T1 in the
 		// Accepted state (RFC 6026) only to pass on 2xx retransmissions;
 		// those are forwarded statelessly (Server.strayResponse), so end it

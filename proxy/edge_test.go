@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,8 +167,9 @@ func TestVoicemailDown(t *testing.T) {
 	}
 }
 
-// TestDrain: on Shutdown a call in progress completes, a new call is
-// refused with 503, and Shutdown returns once the call is done.
+// TestDrain: on Shutdown a call in progress completes (answered, then its
+// BYE still passes), a new call is refused with 503, and Shutdown returns
+// once the call has ended.
 func TestDrain(t *testing.T) {
 	px := startProxy(t, proxyOpts{})
 	bob := newPhone(t, px, "bob", "udp", phoneOpts{listen: true})
@@ -183,17 +185,29 @@ func TestDrain(t *testing.T) {
 		err  error
 	}
 	first := make(chan result, 1)
+	var byeAt atomic.Int64
 	go func() {
 		sess, err := alice.call(ctx, uri("bob"))
 		if err != nil {
 			first <- result{statusOf(err), err}
 			return
 		}
-		first <- result{200, sess.Ack(ctx)}
+		if err := sess.Ack(ctx); err != nil {
+			first <- result{200, err}
+			return
+		}
+		time.Sleep(300 * time.Millisecond) // talking, while the proxy drains
+		byeAt.Store(time.Now().UnixNano())
+		first <- result{200, sess.Bye(ctx)}
 	}()
 	<-bob.requests
 	shut := make(chan error, 1)
-	go func() { shut <- px.Shutdown(ctx) }()
+	var shutAt atomic.Int64
+	go func() {
+		err := px.Shutdown(ctx)
+		shutAt.Store(time.Now().UnixNano())
+		shut <- err
+	}()
 	waitFor(t, "draining", func() bool { return !px.Ready() })
 	_, err := carol.call(ctx, uri("bob"))
 	if got := statusOf(err); got != 503 {
@@ -207,6 +221,9 @@ func TestDrain(t *testing.T) {
 	case err := <-shut:
 		if err != nil {
 			t.Fatalf("Shutdown: %v", err)
+		}
+		if byeAt.Load() == 0 || shutAt.Load() < byeAt.Load() {
+			t.Fatal("Shutdown returned before the call's BYE")
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Shutdown did not return after the call ended")

@@ -231,10 +231,16 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 				s.respond(r, up)
 			}
 			if !res.IsProvisional() {
+				if r.Method == sip.BYE {
+					s.dialogs.closed(r.callID)
+				}
 				return
 			}
 		case <-tx.Done():
 			s.replyTxError(r, tx.Err())
+			if r.Method == sip.BYE {
+				s.dialogs.closed(r.callID)
+			}
 			return
 		}
 	}

@@ -26,6 +26,10 @@ import (
 	"github.com/sipproxy/sipproxy/rules"
 )
 
+// writeTimeout is how long a write to a TCP/TLS peer may make no progress
+// before the connection is given up (see stallGuardConn).
+const writeTimeout = 10 * time.Second
+
 // Options are the collaborators a Server needs besides its configuration.
 type Options struct {
 	Logger  *slog.Logger
@@ -52,8 +56,9 @@ type Server struct {
 	users  map[string]bool
 	domain map[string]bool
 
-	certs *peerCerts
-	flows flowTokens
+	certs   *peerCerts
+	flows   flowTokens
+	dialogs *dialogs // calls record-routed through us, for the drain
 
 	// Abuse limits; nil when turned off.
 	rate  *limits.RateLimiter
@@ -130,6 +135,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		Algorithms: cfg.Auth.Algorithms,
 	})
 	s.peers = auth.NewPeers(cfg.Peers)
+	s.dialogs = newDialogs(12*time.Hour, s.m.DialogsActive)
 	if err := s.newLimits(); err != nil {
 		return nil, err
 	}
@@ -150,8 +156,8 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(log),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
-				TCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: 10 * time.Second},
-				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: 10 * time.Second}},
+				TCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: writeTimeout},
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: writeTimeout}},
 			}),
 			sip.WithTransportLayerReadFilter(s.readFilter),
 		),
@@ -369,6 +375,7 @@ func (s *Server) bind(lc config.Listener) (*listener, func() error, error) {
 				s.m.Throttled.WithLabelValues("connections").Inc()
 			})
 		}
+		ln = stallGuardListener{Listener: ln, timeout: writeTimeout}
 		if lc.Transport == "tcp" {
 			run = func() error { return s.sip.ServeTCP(ln) }
 			break
@@ -427,7 +434,8 @@ func (s *Server) Ready() bool { return s.started.Load() && !s.draining.Load() }
 func (s *Server) Registrar() *registrar.Registrar { return s.reg }
 
 // Shutdown drains: new connections and new out-of-dialog requests are
-// refused (503), transactions in flight finish, then the sockets close.
+// refused (503), transactions in flight finish and calls established
+// through us end (their BYE passes), then the sockets close.
 // It returns ctx's error if the drain did not finish in time.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
@@ -436,14 +444,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			l.closer.Close() // stop accepting; live connections keep serving
 		}
 	}
+	// Wait for the transactions in flight and for the calls established
+	// through us: their BYE still has to pass.
 	var err error
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for s.active.Load() > 0 && err == nil {
+	for err == nil && (s.active.Load() > 0 || s.dialogs.active() > 0) {
 		select {
 		case <-tick.C:
 		case <-ctx.Done():
-			err = fmt.Errorf("drain: %d transactions still active: %w", s.active.Load(), ctx.Err())
+			err = fmt.Errorf("drain: %d transactions and %d calls still active: %w", s.active.Load(), s.dialogs.active(), ctx.Err())
 		}
 	}
 	for _, l := range s.listeners {

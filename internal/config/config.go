@@ -47,6 +47,11 @@ type Server struct {
 	// TimerC is the proxy INVITE timer (RFC 3261 16.8). Default 180s; must be > 3m
 	// per the RFC, but smaller values are accepted (>= 1s) for tests.
 	TimerC Duration `yaml:"timer_c"`
+	// NoResponseTimeout ends an INVITE branch whose next hop sends nothing
+	// at all, not even 100 Trying, with 408 (default 10s) instead of
+	// waiting for Timer B (32s): a dead voicemail server or gateway then
+	// fails the call (or lets forwarding move on) promptly.
+	NoResponseTimeout Duration `yaml:"no_response_timeout"`
 	// TLSClient is how the proxy dials TLS next hops (voicemail, routes).
 	TLSClient TLSClient `yaml:"tls_client"`
 }

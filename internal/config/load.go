@@ -104,6 +104,7 @@ func (v *validator) server() {
 	}
 	v.listeners()
 	v.duration(&s.TimerC, "server.timer_c", 180*time.Second, time.Second, 0)
+	v.duration(&s.NoResponseTimeout, "server.no_response_timeout", 10*time.Second, time.Second, 32*time.Second)
 }
 
 func (v *validator) listeners() {
