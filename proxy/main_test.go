@@ -4,12 +4,12 @@ import (
 	"os"
 	"testing"
 
-	"github.com/emiago/sipgo/sip"
+	"github.com/sipproxy/sipproxy/proxy"
 )
 
-// TestMain sets sipgo's package-wide datagram limit once, as the sipproxy
+// TestMain sets sipgo's package-wide settings once, as the sipproxy
 // command does, before any proxy or phone runs.
 func TestMain(m *testing.M) {
-	sip.UDPMTUSize = 65000
+	proxy.ConfigureSIPStack()
 	os.Exit(m.Run())
 }

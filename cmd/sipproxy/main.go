@@ -32,11 +32,7 @@ import (
 var version = "dev"
 
 func main() {
-	// sipgo refuses to send UDP datagrams over 1300 bytes (UDPMTUSize-200);
-	// a proxy must relay what it was given (an INVITE with a large SDP, plus
-	// our Via and Record-Route), so allow datagrams up to 65000 bytes. It is
-	// a package setting of sipgo, set once before anything runs.
-	sip.UDPMTUSize = 65000
+	proxy.ConfigureSIPStack() // sipgo's globals, once, before anything runs
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
