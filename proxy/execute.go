@@ -73,7 +73,13 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // new Request-URI, Max-Forwards decremented, Record-Route, our Via with a
 // loop-detecting branch, and where and how it travels.
 func (s *Server) prepare(r *request, t Target, recordRoute bool) (*sip.Request, Flow) {
-	out := r.Request.Clone()
+	return s.prepareOn(r.Request.Clone(), r, t, recordRoute)
+}
+
+// prepareOn is prepare on a given copy, or on the request itself when
+// nothing will ever be answered from it (an ACK): the copy is the largest
+// cost of relaying one.
+func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute bool) (*sip.Request, Flow) {
 	out.Recipient = *t.URI.Clone()
 
 	// A fresh header in the same place: sipgo's clone shares the
@@ -180,8 +186,13 @@ func (s *Server) flowOpen(f Flow) bool {
 
 // upstream prepares a downstream response for the way back (16.7 step 3):
 // our Via removed, sent where the request came from.
+//
+// It edits res in place rather than copying it (a copy is a third of the
+// memory a call allocates): every response object a client transaction
+// hands us is relayed at most once, and sipgo never reads it again (a
+// retransmission arrives as a new object).
 func (s *Server) upstream(r *request, res *sip.Response) *sip.Response {
-	up := res.Clone()
+	up := res
 	up.RemoveHeader("Via")
 	if up.Via() == nil {
 		return nil
@@ -269,7 +280,7 @@ func (s *Server) forwardAck(r *request) {
 		r.logger().Debug("ACK not routable; dropped", "kind", d.Kind.String())
 		return
 	}
-	out, _ := s.prepare(r, d.Targets[0], false)
+	out, _ := s.prepareOn(r.Request, r, d.Targets[0], false)
 	if err := s.client.WriteRequest(out, noBuild); err != nil {
 		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)
 	}
