@@ -125,6 +125,11 @@ type outcome struct {
 // noAnswer > 0) nobody answered in time.
 func (c *call) runStage(targets []Target, noAnswer time.Duration) outcome {
 	c.stage++
+	select {
+	case <-c.canceled.ch: // cancelled before we got here: ring nobody
+		c.onUpstreamCancel()
+	default:
+	}
 	if c.upCancel {
 		return outcome{canceled: true}
 	}
