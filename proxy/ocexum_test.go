@@ -635,27 +635,6 @@ func (c oxCaller) fromURI(t testing.TB) sip.Uri {
 	return u
 }
 
-// oxInvite places an INVITE through the proxy with the given From and
-// extra header lines, answering a digest challenge with the phone's password.
-func oxInvite(ctx context.Context, p *phone, from, target sip.Uri, headers ...sip.Header) (*sipgo.DialogClientSession, error) {
-	req := sip.NewRequest(sip.INVITE, target)
-	f := &sip.FromHeader{Address: from, Params: sip.NewParams()}
-	f.Params.Add("tag", sip.GenerateTagN(8))
-	req.AppendHeader(f)
-	req.AppendHeader(&sip.ToHeader{Address: target})
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	for _, h := range headers {
-		req.AppendHeader(h)
-	}
-	req.SetBody([]byte(testSDP))
-	p.route(req)
-	sess, err := p.dlg.WriteInvite(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	return sess, sess.WaitAnswer(ctx, sipgo.AnswerOptions{Username: p.user, Password: p.password})
-}
-
 // oxRequest sends a non-INVITE through the proxy, answering a challenge.
 func oxRequest(ctx context.Context, p *phone, method sip.RequestMethod, from, target sip.Uri, headers ...sip.Header) (*sip.Response, error) {
 	req := sip.NewRequest(method, target)
@@ -809,7 +788,7 @@ func TestOCEXUMSkipPin(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if method == sip.INVITE {
-				sess, err := oxInvite(ctx, caller, tc.caller.fromURI(t), target, hdrs...)
+				sess, err := caller.callAs(ctx, tc.caller.fromURI(t), target, hdrs...)
 				if err != nil {
 					t.Fatalf("call: %v (status %d)", err, statusOf(err))
 				}
@@ -870,7 +849,7 @@ func TestOCEXUMSkipPinInDialog(t *testing.T) {
 	defer cancel()
 
 	before := oxSkipPinCounts(px)
-	sess, err := oxInvite(ctx, alice, uri("alice"), oxMailbox("alice", "contoso.com", 0), sip.NewHeader("Ms-Exchange-Command", "skip-pin"))
+	sess, err := alice.callAs(ctx, uri("alice"), oxMailbox("alice", "contoso.com", 0), sip.NewHeader("Ms-Exchange-Command", "skip-pin"))
 	if err != nil {
 		t.Fatalf("call: %v (%d)", err, statusOf(err))
 	}
@@ -943,7 +922,7 @@ func TestOCEXUMLooseRouteKeepsRequestURI(t *testing.T) {
 		defer cancel()
 		mailbox := oxMailbox("alice", "contoso.com", 0)
 		route := fmt.Sprintf("<sip:127.0.0.1:%d;transport=tls;lr>", um.port)
-		sess, err := oxInvite(ctx, alice, uri("alice"), mailbox, sip.NewHeader("Route", route))
+		sess, err := alice.callAs(ctx, uri("alice"), mailbox, sip.NewHeader("Route", route))
 		if err != nil {
 			t.Fatalf("call: %v (%d)", err, statusOf(err))
 		}
@@ -964,7 +943,7 @@ func TestOCEXUMLooseRouteKeepsRequestURI(t *testing.T) {
 		alice := oxCaller{user: "alice", transport: "tls", certURI: "sip:alice@contoso.com"}.phone(t, px)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		sess, err := oxInvite(ctx, alice, uri("alice"), oxMailbox("alice", "contoso.com", 0))
+		sess, err := alice.callAs(ctx, uri("alice"), oxMailbox("alice", "contoso.com", 0))
 		if err != nil {
 			t.Fatalf("call: %v (%d)", err, statusOf(err))
 		}
