@@ -13,6 +13,10 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sipproxy/sipproxy/internal/config"
+	"github.com/sipproxy/sipproxy/metrics"
+	"github.com/sipproxy/sipproxy/proxy"
 )
 
 // TestMalformedInput: garbage, truncated and header-less messages over UDP
@@ -270,5 +274,65 @@ func TestStray2xxForwarded(t *testing.T) {
 	caller.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	if n, _, err := caller.ReadFrom(buf); err == nil {
 		t.Fatalf("a second stray response was forwarded:\n%s", buf[:n])
+	}
+}
+
+// TestIPv6: a proxy listening on [::1] relays a call between phones on
+// IPv6 loopback: Via and Record-Route carry bracketed literals.
+func TestIPv6(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := config.LoadBytes("v6.yaml", []byte(`
+server:
+  domains: [contoso.com]
+  listen:
+    - {transport: tcp, addr: "[::1]:0"}
+    - {transport: udp, addr: "[::1]:0"}
+  record_route: true
+auth:
+  realm: contoso.com
+  users:
+    - {user: alice, password: alice-pw}
+    - {user: bob, password: bob-pw}
+`), p.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	px := &testProxy{Server: srv, pki: p}
+	for _, tr := range []string{"tcp", "udp"} {
+		t.Run(tr, func(t *testing.T) {
+			bob := newPhone(t, px, "bob", tr, phoneOpts{listen: true, localIP: "::1"})
+			bob.mustRegister(t)
+			alice := newPhone(t, px, "alice", tr, phoneOpts{listen: true, localIP: "::1"})
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			sess, err := alice.call(ctx, uri("bob"))
+			if err != nil {
+				t.Fatalf("call over IPv6: %v (%d)", err, statusOf(err))
+			}
+			rr := sess.InviteResponse.GetHeaders("Record-Route")
+			if len(rr) != 2 || !strings.Contains(rr[0].Value(), "[::1]:") {
+				t.Fatalf("Record-Route %v", rr)
+			}
+			got := lastRequest(t, bob)
+			if v := got.Via(); v == nil || !strings.HasPrefix(v.Host, "[::1]") && v.Host != "::1" {
+				t.Fatalf("top Via at bob: %v", got.GetHeaders("Via"))
+			}
+			sess.Ack(ctx)
+			if err := sess.Bye(ctx); err != nil {
+				t.Fatalf("BYE over IPv6: %v", err)
+			}
+		})
 	}
 }

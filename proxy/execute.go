@@ -111,7 +111,7 @@ func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute b
 		ProtocolName:    "SIP",
 		ProtocolVersion: "2.0",
 		Transport:       sip.NetworkToUpper(hop.Transport),
-		Host:            l.host,
+		Host:            uriHost(l.host),
 		Port:            l.port,
 		Params:          sip.NewParams(),
 	}
@@ -154,16 +154,21 @@ func (s *Server) addRecordRoute(out *sip.Request, in Ingress, egressTransport st
 }
 
 func (s *Server) rrHeader(l *listener, f *Flow) *sip.RecordRouteHeader {
-	u := sip.Uri{Scheme: "sip", Host: l.host, Port: l.port, UriParams: sip.NewParams()}
-	if strings.Contains(u.Host, ":") {
-		u.Host = "[" + u.Host + "]"
-	}
+	u := sip.Uri{Scheme: "sip", Host: uriHost(l.host), Port: l.port, UriParams: sip.NewParams()}
 	u.UriParams.Add("transport", l.transport)
 	u.UriParams.Add("lr", "")
 	if f != nil && f.valid() {
 		u.UriParams.Add(flowParam, s.flows.encode(*f))
 	}
 	return &sip.RecordRouteHeader{Address: u}
+}
+
+// uriHost writes a host for a URI or Via sent-by: IPv6 literals in brackets.
+func uriHost(h string) string {
+	if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
+		return "[" + h + "]"
+	}
+	return h
 }
 
 // flowOpen reports whether a flow can still carry a request: a UDP source

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -240,13 +241,21 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 	p := &phone{t: t, user: user, password: user + "-pw", transport: transport, proxy: px, ua: ua,
 		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8), cancels: make(chan *sip.Request, 8)}
 	p.srv, _ = sipgo.NewServer(ua)
-	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname("127.0.0.1")}
+	ip := "127.0.0.1"
 	if o.localIP != "" {
-		clientOpts = []sipgo.ClientOption{sipgo.WithClientHostname(o.localIP), sipgo.WithClientConnectionAddr(o.localIP + ":0")}
+		ip = o.localIP
+	}
+	hostname := ip
+	if strings.Contains(ip, ":") {
+		hostname = "[" + ip + "]"
+	}
+	clientOpts := []sipgo.ClientOption{sipgo.WithClientHostname(hostname)}
+	if o.localIP != "" {
+		clientOpts = append(clientOpts, sipgo.WithClientConnectionAddr(net.JoinHostPort(ip, "0")))
 	}
 	p.client, _ = sipgo.NewClient(ua, clientOpts...)
 
-	host, port := "127.0.0.1", 0
+	host, port := hostname, 0
 	if o.listen {
 		ready := make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -260,9 +269,9 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 			var err error
 			switch transport {
 			case "tls":
-				err = p.srv.ListenAndServeTLS(ctx, "tcp", "127.0.0.1:0", serverTLS(t, px.pki))
+				err = p.srv.ListenAndServeTLS(ctx, "tcp", net.JoinHostPort(ip, "0"), serverTLS(t, px.pki))
 			default:
-				err = p.srv.ListenAndServe(ctx, transport, "127.0.0.1:0")
+				err = p.srv.ListenAndServe(ctx, transport, net.JoinHostPort(ip, "0"))
 			}
 			if err != nil && !errors.Is(err, net.ErrClosed) && ctx.Err() == nil {
 				t.Logf("phone %s listener: %v", user, err)
@@ -274,8 +283,12 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 			t.Fatal("phone listener did not start")
 		}
 		p.listen = <-addrCh
-		h, pt, _ := sip.ParseAddr(p.listen)
-		host, port = h, pt
+		h, pt, _ := net.SplitHostPort(p.listen)
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+		port, _ = strconv.Atoi(pt)
 	}
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: host, Port: port}}
 	if transport != "udp" {
