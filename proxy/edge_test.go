@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -334,5 +335,61 @@ auth:
 				t.Fatalf("BYE over IPv6: %v", err)
 			}
 		})
+	}
+}
+
+// TestSeveralListeners: with two listeners of each transport, every one of
+// them is bound and answers SIP.
+func TestSeveralListeners(t *testing.T) {
+	p := newPKI(t)
+	cfg, err := config.LoadBytes("multi.yaml", []byte(`
+server:
+  domains: [contoso.com]
+  listen:
+    - {transport: tcp, addr: "127.0.0.1:0"}
+    - {transport: tcp, addr: "127.0.0.2:0"}
+    - {transport: udp, addr: "127.0.0.1:0"}
+    - {transport: udp, addr: "127.0.0.2:0"}
+  record_route: true
+auth:
+  realm: contoso.com
+  users:
+    - {user: alice, password: alice-pw}
+    - {user: bob, password: bob-pw}
+`), p.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	addrs := srv.Addrs()
+	if len(addrs) != 4 {
+		t.Fatalf("bound %v", addrs)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, a := range addrs {
+		tr, addr, _ := strings.Cut(a, " ")
+		ua, _ := sipgo.NewUA()
+		client, _ := sipgo.NewClient(ua)
+		host, port, _ := sip.ParseAddr(addr)
+		req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: host, Port: port})
+		req.SetTransport(strings.ToUpper(tr))
+		req.SetDestination(addr)
+		res, err := client.Do(ctx, req)
+		ua.Close()
+		if err != nil || res.StatusCode != 200 {
+			t.Fatalf("OPTIONS to %s: %v %v", a, res, err)
+		}
 	}
 }

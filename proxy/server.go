@@ -427,6 +427,15 @@ func (s *Server) Addr(transport string) string {
 	return ""
 }
 
+// Addrs lists every bound listener as "transport ip:port".
+func (s *Server) Addrs() []string {
+	out := make([]string, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.transport + " " + l.bound.String()
+	}
+	return out
+}
+
 // Ready reports whether the proxy serves SIP and is not draining.
 func (s *Server) Ready() bool { return s.started.Load() && !s.draining.Load() }
 
