@@ -285,6 +285,8 @@ func (s *Server) forwardAck(r *request) {
 		r.logger().Debug("ACK not routable; dropped", "kind", d.Kind.String())
 		return
 	}
+	// The skip-pin rule covers every request, ACK included.
+	s.applyPolicy(r, &d)
 	out, _ := s.prepareOn(r.Request, r, d.Targets[0], false)
 	if err := s.client.WriteRequest(out, noBuild); err != nil {
 		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)

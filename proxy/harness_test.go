@@ -216,6 +216,7 @@ type phone struct {
 	requests chan *sip.Request
 	byes     chan *sip.Request
 	cancels  chan *sip.Request
+	acks     chan *sip.Request
 }
 
 type phoneOpts struct {
@@ -239,7 +240,7 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 		t.Fatal(err)
 	}
 	p := &phone{t: t, user: user, password: user + "-pw", transport: transport, proxy: px, ua: ua,
-		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8), cancels: make(chan *sip.Request, 8)}
+		requests: make(chan *sip.Request, 32), byes: make(chan *sip.Request, 8), cancels: make(chan *sip.Request, 8), acks: make(chan *sip.Request, 8)}
 	p.srv, _ = sipgo.NewServer(ua)
 	ip := "127.0.0.1"
 	if o.localIP != "" {
@@ -316,6 +317,10 @@ func newPhone(t testing.TB, px *testProxy, user, transport string, o phoneOpts) 
 		h(p, req, tx)
 	})
 	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
+		select {
+		case p.acks <- req:
+		default:
+		}
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, s := range p.sessions {

@@ -1325,3 +1325,35 @@ func TestOCEXUMCheckWarnings(t *testing.T) {
 		})
 	}
 }
+
+// TestOCEXUMSkipPinOnAck: the rule covers every request: an ACK carrying
+// Ms-Exchange-Command arrives at the callee without it (not_invite).
+func TestOCEXUMSkipPinOnAck(t *testing.T) {
+	px := startProxy(t, proxyOpts{})
+	bob := newPhone(t, px, "bob", "tcp", phoneOpts{listen: true})
+	bob.mustRegister(t)
+	alice := newPhone(t, px, "alice", "tls", phoneOpts{listen: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	sess, err := alice.call(ctx, uri("bob"))
+	if err != nil {
+		t.Fatalf("call: %v (%d)", err, statusOf(err))
+	}
+	ack := sip.NewRequest(sip.ACK, sess.InviteResponse.Contact().Address)
+	ack.AppendHeader(sip.NewHeader("Ms-Exchange-Command", "skip-pin"))
+	if err := sess.WriteAck(ctx, ack); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-bob.acks:
+		if h := got.GetHeader("Ms-Exchange-Command"); h != nil {
+			t.Fatalf("ACK reached bob with %q", h.Value())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob never received the ACK")
+	}
+	if n := testutil.ToFloat64(px.m.SkipPin.WithLabelValues("stripped", "not_invite")); n != 1 {
+		t.Fatalf("skip_pin_total{stripped,not_invite} = %v", n)
+	}
+	sess.Bye(ctx)
+}
