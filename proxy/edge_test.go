@@ -282,7 +282,7 @@ func TestStray2xxForwarded(t *testing.T) {
 // IPv6 loopback: Via and Record-Route carry bracketed literals.
 func TestIPv6(t *testing.T) {
 	p := newPKI(t)
-	cfg, err := config.LoadBytes("v6.yaml", []byte(`
+	srv := startFromYAML(t, p, `
 server:
   domains: [contoso.com]
   listen:
@@ -294,22 +294,7 @@ auth:
   users:
     - {user: alice, password: alice-pw}
     - {user: bob, password: bob-pw}
-`), p.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
+`)
 	px := &testProxy{Server: srv, pki: p}
 	for _, tr := range []string{"tcp", "udp"} {
 		t.Run(tr, func(t *testing.T) {
@@ -341,8 +326,7 @@ auth:
 // TestSeveralListeners: with two listeners of each transport, every one of
 // them is bound and answers SIP.
 func TestSeveralListeners(t *testing.T) {
-	p := newPKI(t)
-	cfg, err := config.LoadBytes("multi.yaml", []byte(`
+	srv := startFromYAML(t, newPKI(t), `
 server:
   domains: [contoso.com]
   listen:
@@ -356,22 +340,7 @@ auth:
   users:
     - {user: alice, password: alice-pw}
     - {user: bob, password: bob-pw}
-`), p.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: metrics.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
+`)
 	addrs := srv.Addrs()
 	if len(addrs) != 4 {
 		t.Fatalf("bound %v", addrs)
@@ -392,4 +361,27 @@ auth:
 			t.Fatalf("OPTIONS to %s: %v %v", a, res, err)
 		}
 	}
+}
+
+// startFromYAML starts a proxy on a whole configuration of the test's own
+// (not the harness's template) and stops it when the test ends.
+func startFromYAML(t *testing.T, p *pkiFiles, yml string) *proxy.Server {
+	t.Helper()
+	cfg, err := config.LoadBytes("test.yaml", []byte(yml), p.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: metrics.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
 }
