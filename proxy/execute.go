@@ -302,6 +302,9 @@ func (s *Server) validateQuiet(r *request) bool {
 	if mf := req.MaxForwards(); mf != nil && int(*mf) == 0 {
 		return false
 	}
+	if ok, _ := wellFormed(req); !ok {
+		return false
+	}
 	s.stampVia(r)
 	return !s.looped(r)
 }

@@ -146,8 +146,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	}
 	s.reg = reg
 
-	parser := sip.NewParser()
-	parser.MaxMessageLength = cfg.Limits.MaxMessageBytes
+	parser := strictParser(cfg.Limits.MaxMessageBytes)
 	idle := cfg.Limits.IdleTimeout.Duration
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipproxy"),

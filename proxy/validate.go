@@ -21,6 +21,10 @@ func (s *Server) validate(r *request) bool {
 		s.reply(r, sip.StatusBadRequest, "Missing Mandatory Header")
 		return false
 	}
+	if ok, why := wellFormed(req); !ok {
+		s.reply(r, sip.StatusBadRequest, why)
+		return false
+	}
 	if req.CSeq().MethodName != req.Method {
 		s.reply(r, sip.StatusBadRequest, "CSeq Method Mismatch")
 		return false

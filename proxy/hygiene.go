@@ -1,0 +1,119 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// wellFormed rejects what sipgo's lenient parser lets through but a
+// downstream parser may read differently: the classic request-smuggling
+// shapes. sipgo ends a line only at CR, so a bare LF (or NUL) inside a
+// header survives parsing and is relayed verbatim; a stricter stack behind
+// us (Exchange UM over our trusted TLS hop) may see a second header there,
+// such as Ms-Exchange-Command: skip-pin. sipgo also keeps every copy of a
+// header that may appear once and answers questions from the last one,
+// while most stacks read the first: a second From would be checked by us
+// and ignored downstream, a second Content-Length would frame the message
+// differently there.
+func wellFormed(req *sip.Request) (ok bool, why string) {
+	if !isToken(string(req.Method)) || !cleanURI(req.Recipient) {
+		return false, "Bad Request Line"
+	}
+	var from, to, callID, cseq, maxfwd, clen, ctype int
+	for _, h := range req.Headers() {
+		switch h.(type) {
+		case *sip.FromHeader:
+			from++
+		case *sip.ToHeader:
+			to++
+		case *sip.CallIDHeader:
+			callID++
+		case *sip.CSeqHeader:
+			cseq++
+		case *sip.MaxForwardsHeader:
+			maxfwd++
+		case *sip.ContentLengthHeader:
+			clen++
+		case *sip.ContentTypeHeader:
+			ctype++
+		case *sip.ViaHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.RecordRouteHeader,
+			*sip.ReferToHeader, *sip.ReferredByHeader:
+		default:
+			// Typed headers were checked as they were parsed (strictParser);
+			// the others are kept as text and checked here.
+			if !isToken(h.Name()) {
+				return false, "Bad Header Name"
+			}
+			if strings.ContainsAny(h.Value(), "\r\n\x00") {
+				return false, "Bad Header Value"
+			}
+		}
+	}
+	if from > 1 || to > 1 || callID > 1 || cseq > 1 || maxfwd > 1 || clen > 1 || ctype > 1 {
+		return false, "Duplicate Header"
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return false, "Content-Length Mismatch"
+	}
+	return true, ""
+}
+
+// cleanURI: no CR, LF or NUL in any part of a parsed URI.
+func cleanURI(u sip.Uri) bool {
+	const bad = "\r\n\x00"
+	if strings.ContainsAny(u.User, bad) || strings.ContainsAny(u.Password, bad) || strings.ContainsAny(u.Host, bad) {
+		return false
+	}
+	for _, p := range u.UriParams {
+		if strings.ContainsAny(p.K, bad) || strings.ContainsAny(p.V, bad) {
+			return false
+		}
+	}
+	for _, p := range u.Headers {
+		if strings.ContainsAny(p.K, bad) || strings.ContainsAny(p.V, bad) {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken: RFC 3261 25.1 token characters, the only ones a header name has.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-' || c == '.' || c == '!' || c == '%' || c == '*' || c == '_' || c == '+' || c == '`' || c == '\'' || c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// strictParser is sipgo's parser with every typed header parser refusing a
+// value that holds LF or NUL (sipgo ends lines at CR only, so these reach
+// the header parsers): such a message fails to parse and is dropped (its
+// TCP/TLS connection closed) instead of being relayed with a line a
+// downstream parser would split.
+func strictParser(maxMessage int) *sip.Parser {
+	parsers := make(map[string]sip.HeaderParser, len(sip.DefaultHeadersParser()))
+	for name, parse := range sip.DefaultHeadersParser() {
+		parsers[name] = func(headerName []byte, value string) (sip.Header, error) {
+			if strings.ContainsAny(value, "\n\x00") {
+				return nil, errBadLine
+			}
+			return parse(headerName, value)
+		}
+	}
+	p := sip.NewParser(sip.WithHeadersParsers(parsers))
+	p.MaxMessageLength = maxMessage
+	return p
+}
+
+var errBadLine = errors.New("header value holds LF or NUL")
