@@ -49,7 +49,14 @@ func (s *Server) identify(r *request) bool {
 	}
 	if !r.id.Authenticated() {
 		if creds := headerValues(req, credHeader); len(creds) > 0 && s.cfg.Auth.Realm != "" {
-			res := s.digest.Verify(creds, string(req.Method))
+			res := s.digest.VerifyFor(creds, string(req.Method), r.nonceBinding())
+			if res.Status == auth.OK && !sameRequestURI(res.URI, req.Recipient) {
+				// Credentials computed for another request (RFC 2617
+				// 3.2.2.5): a replay, not an answer.
+				s.m.Auth.WithLabelValues("failed").Inc()
+				s.reply(r, sip.StatusBadRequest, "Digest URI Does Not Match")
+				return false
+			}
 			switch res.Status {
 			case auth.OK:
 				r.id = auth.Identity{Source: auth.SourceDigest, AOR: s.digestAOR(req, res.User)}
@@ -129,7 +136,7 @@ func (s *Server) challenge(r *request, stale bool) {
 		code, reason, name = sip.StatusUnauthorized, "Unauthorized", "WWW-Authenticate"
 	}
 	s.m.Auth.WithLabelValues("challenged").Inc()
-	vals := s.digest.Challenge(stale)
+	vals := s.digest.ChallengeFor(stale, r.nonceBinding())
 	hs := make([]sip.Header, len(vals))
 	for i, v := range vals {
 		hs[i] = sip.NewHeader(name, v)
@@ -156,4 +163,28 @@ func sameUser(a, b string) bool {
 	au, ah, _ := strings.Cut(a, "@")
 	bu, bh, _ := strings.Cut(b, "@")
 	return au == bu && strings.EqualFold(ah, bh)
+}
+
+// nonceBinding names where a request came from for digest nonces: the
+// connection (TCP, TLS) or source (UDP). A nonce answered from anywhere else
+// is stale, so credentials seen on one hop cannot be replayed on another.
+func (r *request) nonceBinding() string {
+	return r.in.Transport + " " + r.in.Flow.Remote
+}
+
+// sameRequestURI compares a digest-uri with the Request-URI: scheme, user,
+// host and port (parameters differ between clients and do not matter).
+func sameRequestURI(digestURI string, ruri sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(digestURI, &u); err != nil {
+		return false
+	}
+	port := func(p int) int {
+		if p == 0 {
+			return 5060
+		}
+		return p
+	}
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && u.User == ruri.User &&
+		strings.EqualFold(u.Host, ruri.Host) && port(u.Port) == port(ruri.Port)
 }

@@ -138,8 +138,13 @@ func NewDigest(c DigestConfig) *Digest {
 //
 // stale adds stale=true, telling the client its credentials were right and
 // only the nonce was old (Verify returned Stale).
-func (d *Digest) Challenge(stale bool) []string {
-	nonce := d.newNonce()
+func (d *Digest) Challenge(stale bool) []string { return d.ChallengeFor(stale, "") }
+
+// ChallengeFor is Challenge with a nonce bound to bind: where the challenged
+// request came from (its connection, or its source for UDP). VerifyFor with
+// another binding finds the answer Stale.
+func (d *Digest) ChallengeFor(stale bool, bind string) []string {
+	nonce := d.newNonce(bind)
 	out := make([]string, 0, 2)
 	for _, a := range d.algs {
 		var b strings.Builder
@@ -205,6 +210,9 @@ type Result struct {
 	Status    Status
 	User      string
 	Algorithm string
+	// URI is the digest-uri the credentials were computed for; the caller
+	// checks that it names the Request-URI (RFC 2617 3.2.2.5).
+	URI string
 }
 
 // Identity returns the identity an OK result establishes, the user's address
@@ -229,11 +237,18 @@ func (r Result) Identity(domain string) Identity {
 // Failed, so answers do not reveal which users exist. Each nonce count may be
 // used once and must increase: a repeated or lower nc is Failed.
 func (d *Digest) Verify(headerValues []string, method string) Result {
+	return d.VerifyFor(headerValues, method, "")
+}
+
+// VerifyFor is Verify for credentials that must answer a nonce bound to
+// bind (see ChallengeFor): right credentials for a nonce issued elsewhere
+// are Stale.
+func (d *Digest) VerifyFor(headerValues []string, method, bind string) Result {
 	cred, st := d.pick(headerValues)
 	if st != OK {
 		return Result{Status: st}
 	}
-	res := Result{User: cred.Username}
+	res := Result{User: cred.Username, URI: cred.URI}
 	alg, ok := parseAlgorithm(cred.Algorithm)
 	if !ok || !slices.Contains(d.algs, alg) {
 		res.Status = Malformed
@@ -245,7 +260,7 @@ func (d *Digest) Verify(headerValues []string, method string) Result {
 		res.Status = Malformed
 		return res
 	}
-	nonce, issued, ok := d.openNonce(cred.Nonce)
+	nonce, issued, bound, ok := d.openNonce(cred.Nonce, bind)
 	if !ok {
 		res.Status = Failed
 		return res
@@ -264,8 +279,9 @@ func (d *Digest) Verify(headerValues []string, method string) Result {
 
 	now := d.now()
 	expires := issued.Add(d.ttl)
-	if !now.Before(expires) || now.Before(issued.Add(-d.ttl)) {
-		// Old, or minted by an instance whose clock is far ahead of ours.
+	if !now.Before(expires) || now.Before(issued.Add(-d.ttl)) || !bound {
+		// Old, minted by an instance whose clock is far ahead of ours, or
+		// issued to another connection: right credentials, wrong nonce.
 		res.Status = Stale
 		return res
 	}

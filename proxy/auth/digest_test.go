@@ -224,7 +224,7 @@ func TestChallenge(t *testing.T) {
 					len(c.QOP) != 1 || c.QOP[0] != "auth" || !digest.CanDigest(c) {
 					t.Errorf("parsed challenge %d = %+v", i, c)
 				}
-				if _, _, ok := d.openNonce(c.Nonce); !ok {
+				if _, _, _, ok := d.openNonce(c.Nonce, ""); !ok {
 					t.Errorf("nonce %q does not open", c.Nonce)
 				}
 				nonces = append(nonces, c.Nonce)
@@ -262,7 +262,7 @@ func TestChallengeQuotesRealm(t *testing.T) {
 	for _, alg := range []string{"SHA-256", "MD5"} {
 		// A fresh challenge each: both algorithms share the nonce.
 		h := answer(t, d.Challenge(false), login{user: "alice", pass: "pw", algorithm: alg})
-		want := Result{Status: OK, User: "alice", Algorithm: alg}
+		want := Result{Status: OK, User: "alice", Algorithm: alg, URI: "sip:contoso.com"}
 		if got := d.Verify([]string{h}, "REGISTER"); got != want {
 			t.Errorf("%s: Verify(%q) = %+v, want %+v", alg, h, got, want)
 		}
@@ -479,7 +479,12 @@ func TestVerify(t *testing.T) {
 			if method == "" {
 				method = "REGISTER"
 			}
-			if got := e.d.Verify(headers, method); got != tt.want {
+			got := e.d.Verify(headers, method)
+			if got.Status == OK && got.URI == "" {
+				t.Errorf("Verify(%q, %s): digest-uri %q not reported", headers, method, got.URI)
+			}
+			got.URI = "" // reported whatever the status; the table pins the rest
+			if got != tt.want {
 				t.Errorf("Verify(%q, %s) = %+v, want %+v", headers, method, got, tt.want)
 			}
 		})
@@ -597,7 +602,7 @@ func TestNewDigestDefaults(t *testing.T) {
 	}
 	// Two Digests with generated secrets do not accept each other's nonces.
 	other := NewDigest(DigestConfig{Realm: testRealm, Users: map[string]Credentials{"alice": users["alice"]}})
-	if _, _, ok := other.openNonce(d.newNonce()); ok {
+	if _, _, _, ok := other.openNonce(d.newNonce(""), ""); ok {
 		t.Error("generated secrets are not distinct")
 	}
 }
@@ -710,5 +715,24 @@ func TestAlgorithmsOption(t *testing.T) {
 	both := NewDigest(DigestConfig{Realm: "contoso.com", Algorithms: []string{"MD5", "SHA-256"}}).Challenge(true)
 	if len(both) != 2 || !strings.Contains(both[0], "MD5") || !strings.Contains(both[1], "SHA-256") || !strings.Contains(both[1], "stale=true") {
 		t.Fatalf("ordered challenges: %q", both)
+	}
+}
+
+// TestNonceBinding: an answer to a nonce issued for one connection is Stale
+// on another (right credentials, wrong nonce), and OK on its own.
+func TestNonceBinding(t *testing.T) {
+	clk := newClock()
+	d := newTestDigest(clk, "s3cret")
+	const here, there = "tls 10.0.0.1:5555", "tcp 10.0.0.1:5555"
+	h := answer(t, d.ChallengeFor(false, here), login{user: "alice", pass: "wonderland", algorithm: "MD5"})
+	if got := d.VerifyFor([]string{h}, "REGISTER", there); got.Status != Stale {
+		t.Fatalf("answer on another connection: %v, want stale", got.Status)
+	}
+	if got := d.VerifyFor([]string{h}, "REGISTER", here); got.Status != OK {
+		t.Fatalf("answer on its own connection: %v, want ok", got.Status)
+	}
+	wrong := answer(t, d.ChallengeFor(false, here), login{user: "alice", pass: "nope", algorithm: "MD5"})
+	if got := d.VerifyFor([]string{wrong}, "REGISTER", there); got.Status != Failed {
+		t.Fatalf("wrong password on another connection: %v, want failed", got.Status)
 	}
 }

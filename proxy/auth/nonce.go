@@ -11,15 +11,22 @@ import (
 	"time"
 )
 
-// A nonce is base64url(timestamp || random || MAC): the issue time in Unix
-// nanoseconds (8 bytes, big-endian), 16 random bytes, and the first 16 bytes
-// of HMAC-SHA256(secret, timestamp || random || realm). It needs no server
-// state to check and is bound to the realm.
+// A nonce is base64url(timestamp || random || MAC || bind MAC): the issue
+// time in Unix nanoseconds (8 bytes, big-endian), 16 random bytes, the first
+// 16 bytes of HMAC-SHA256(secret, timestamp || random || realm), and the
+// first 8 bytes of HMAC-SHA256(secret, "bind" || timestamp || random ||
+// binding). It needs no server state to check and is bound to the realm
+// and, through the binding, to where it was issued (the connection or
+// source of the challenged request): an answer to it that arrives anywhere
+// else is Stale, so credentials seen on one hop cannot be replayed on
+// another (over TLS, say, to earn skip-pin).
 const (
 	nonceTimeLen = 8
 	nonceRandLen = 16
 	nonceMACLen  = 16
-	nonceLen     = nonceTimeLen + nonceRandLen + nonceMACLen
+	nonceBindLen = 8
+	nonceLen     = nonceTimeLen + nonceRandLen + nonceMACLen + nonceBindLen
+	nonceBodyLen = nonceTimeLen + nonceRandLen
 )
 
 var nonceEncoding = base64.RawURLEncoding.Strict()
@@ -27,31 +34,46 @@ var nonceEncoding = base64.RawURLEncoding.Strict()
 // nonceBytes is a decoded nonce; it keys the replay table.
 type nonceBytes [nonceLen]byte
 
-// newNonce mints a nonce issued now.
-func (d *Digest) newNonce() string {
+// newNonce mints a nonce issued now, bound to bind.
+func (d *Digest) newNonce(bind string) string {
 	var n nonceBytes
 	binary.BigEndian.PutUint64(n[:nonceTimeLen], uint64(d.now().UnixNano()))
-	rand.Read(n[nonceTimeLen : nonceTimeLen+nonceRandLen])
-	d.nonceMAC(n[nonceTimeLen+nonceRandLen:], n[:nonceTimeLen+nonceRandLen])
+	rand.Read(n[nonceTimeLen:nonceBodyLen])
+	d.nonceMAC(n[nonceBodyLen:nonceBodyLen+nonceMACLen], n[:nonceBodyLen])
+	d.bindMAC(n[nonceBodyLen+nonceMACLen:], n[:nonceBodyLen], bind)
 	return nonceEncoding.EncodeToString(n[:])
 }
 
+// bindMAC writes the truncated MAC binding body to bind into dst.
+func (d *Digest) bindMAC(dst, body []byte, bind string) {
+	m := hmac.New(sha256.New, d.secret)
+	m.Write([]byte("bind"))
+	m.Write(body)
+	m.Write([]byte(bind))
+	var sum [sha256.Size]byte
+	copy(dst, m.Sum(sum[:0]))
+}
+
 // openNonce decodes s and checks its MAC. It reports false for anything we
-// did not mint for this realm under this secret.
-func (d *Digest) openNonce(s string) (n nonceBytes, issued time.Time, ok bool) {
+// did not mint for this realm under this secret, and bound whether it was
+// minted for bind.
+func (d *Digest) openNonce(s, bind string) (n nonceBytes, issued time.Time, bound, ok bool) {
 	if len(s) != nonceEncoding.EncodedLen(nonceLen) {
-		return n, issued, false
+		return n, issued, false, false
 	}
 	if m, err := nonceEncoding.Decode(n[:], []byte(s)); err != nil || m != nonceLen {
-		return n, issued, false
+		return n, issued, false, false
 	}
 	var mac [nonceMACLen]byte
-	d.nonceMAC(mac[:], n[:nonceTimeLen+nonceRandLen])
-	if !hmac.Equal(mac[:], n[nonceTimeLen+nonceRandLen:]) {
-		return n, issued, false
+	d.nonceMAC(mac[:], n[:nonceBodyLen])
+	if !hmac.Equal(mac[:], n[nonceBodyLen:nonceBodyLen+nonceMACLen]) {
+		return n, issued, false, false
 	}
+	var bm [nonceBindLen]byte
+	d.bindMAC(bm[:], n[:nonceBodyLen], bind)
+	bound = hmac.Equal(bm[:], n[nonceBodyLen+nonceMACLen:])
 	issued = time.Unix(0, int64(binary.BigEndian.Uint64(n[:nonceTimeLen])))
-	return n, issued, true
+	return n, issued, bound, true
 }
 
 // nonceMAC writes the truncated MAC of body (timestamp || random) into dst.

@@ -8,27 +8,36 @@ import (
 func TestOpenNonce(t *testing.T) {
 	clk := newClock()
 	d := newTestDigest(clk, "s3cret")
-	good := d.newNonce()
+	good := d.newNonce("")
+	bound := d.newNonce("tls 10.0.0.1:5555")
+	// Base64 character 45 lies in the realm MAC (bytes 24-39); the last
+	// characters in the binding MAC (bytes 40-47).
 	tests := []struct {
 		name  string
 		nonce string
+		bind  string
 		ok    bool
+		bound bool
 	}{
-		{"minted", good, true},
-		{"empty", "", false},
-		{"truncated", good[:len(good)-1], false},
-		{"extended", good + "A", false},
-		{"standard base64 alphabet", "+" + good[1:], false},
-		{"padded", good[:len(good)-2] + "==", false},
-		{"mac flipped", good[:len(good)-3] + flip(good[len(good)-3]) + good[len(good)-2:], false},
-		{"random part flipped", good[:20] + flip(good[20]) + good[21:], false},
-		{"other secret", newTestDigest(clk, "other").newNonce(), false},
+		{"minted", good, "", true, true},
+		{"empty", "", "", false, false},
+		{"truncated", good[:len(good)-1], "", false, false},
+		{"extended", good + "A", "", false, false},
+		{"standard base64 alphabet", "+" + good[1:], "", false, false},
+		{"padded", good[:len(good)-2] + "==", "", false, false},
+		{"mac flipped", good[:45] + flip(good[45]) + good[46:], "", false, false},
+		{"binding mac flipped", good[:len(good)-3] + flip(good[len(good)-3]) + good[len(good)-2:], "", true, false},
+		{"random part flipped", good[:20] + flip(good[20]) + good[21:], "", false, false},
+		{"other secret", newTestDigest(clk, "other").newNonce(""), "", false, false},
+		{"bound, same binding", bound, "tls 10.0.0.1:5555", true, true},
+		{"bound, other binding", bound, "tcp 10.0.0.1:5555", true, false},
+		{"bound, no binding", bound, "", true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, issued, ok := d.openNonce(tt.nonce)
-			if ok != tt.ok {
-				t.Fatalf("openNonce(%q) ok = %v, want %v", tt.nonce, ok, tt.ok)
+			_, issued, isBound, ok := d.openNonce(tt.nonce, tt.bind)
+			if ok != tt.ok || isBound != tt.bound {
+				t.Fatalf("openNonce(%q, %q) = bound %v ok %v, want bound %v ok %v", tt.nonce, tt.bind, isBound, ok, tt.bound, tt.ok)
 			}
 			if ok && !issued.Equal(clk.Now()) {
 				t.Errorf("issued = %v, want %v", issued, clk.Now())
