@@ -103,7 +103,7 @@ func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute b
 		if t.Flow != nil {
 			egress = &hop
 		}
-		s.addRecordRoute(out, r.in, hop.Transport, egress)
+		s.addRecordRoute(out, r.in, hop.Transport, egress, r.callID)
 	}
 
 	l := s.listenerFor(hop.Transport)
@@ -146,20 +146,22 @@ func (s *Server) listenerFor(transport string) *listener {
 // two entries, one naming the listener facing each side (RFC 5658 double
 // record-routing): this handles a transport change, and each entry carries
 // the flow of its side so in-dialog requests reach clients behind NAT.
-func (s *Server) addRecordRoute(out *sip.Request, in Ingress, egressTransport string, egress *Flow) {
-	inbound := s.rrHeader(s.listenerFor(in.Transport), &in.Flow)
-	outbound := s.rrHeader(s.listenerFor(egressTransport), egress)
+func (s *Server) addRecordRoute(out *sip.Request, in Ingress, egressTransport string, egress *Flow, callID string) {
+	inbound := s.rrHeader(s.listenerFor(in.Transport), &in.Flow, callID)
+	outbound := s.rrHeader(s.listenerFor(egressTransport), egress, callID)
 	out.PrependHeader(inbound)
 	out.PrependHeader(outbound)
 }
 
-func (s *Server) rrHeader(l *listener, f *Flow) *sip.RecordRouteHeader {
+func (s *Server) rrHeader(l *listener, f *Flow, callID string) *sip.RecordRouteHeader {
 	u := sip.Uri{Scheme: "sip", Host: uriHost(l.host), Port: l.port, UriParams: sip.NewParams()}
 	u.UriParams.Add("transport", l.transport)
 	u.UriParams.Add("lr", "")
+	var flow Flow
 	if f != nil && f.valid() {
-		u.UriParams.Add(flowParam, s.flows.encode(*f))
+		flow = *f
 	}
+	u.UriParams.Add(flowParam, s.flows.encode(flow, callID))
 	return &sip.RecordRouteHeader{Address: u}
 }
 

@@ -20,10 +20,12 @@ type Flow struct {
 
 func (f Flow) valid() bool { return f.Transport != "" && f.Remote != "" }
 
-// flowTokens seals flows into Record-Route parameters so that in-dialog
-// requests can be delivered over the flow of the side they are going to.
-// The token is MACed: a forged Route cannot steer requests into another
-// client's connection.
+// flowTokens seal, into every Record-Route entry we insert, the dialog's
+// Call-ID and the flow of that entry's side (empty when the side has none).
+// An in-dialog request is ours to route only when its Route names us with a
+// token valid for its own Call-ID: a forged or copied Route can neither
+// make us relay for strangers nor steer requests into another client's
+// connection. The token is MACed.
 type flowTokens struct {
 	key  []byte
 	macs *sync.Pool // of hash.Hash: keying HMAC-SHA256 costs more than using it
@@ -45,12 +47,12 @@ func (t flowTokens) sum(payload []byte) []byte {
 
 const flowParam = "flow"
 
-func (t flowTokens) encode(f Flow) string {
-	payload := []byte(f.Transport + "|" + f.Remote)
+func (t flowTokens) encode(f Flow, callID string) string {
+	payload := []byte(f.Transport + "|" + f.Remote + "|" + callID)
 	return base64.RawURLEncoding.EncodeToString(append(payload, t.sum(payload)...))
 }
 
-func (t flowTokens) decode(tok string) (Flow, bool) {
+func (t flowTokens) decode(tok, callID string) (Flow, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil || len(raw) <= 12 {
 		return Flow{}, false
@@ -59,8 +61,12 @@ func (t flowTokens) decode(tok string) (Flow, bool) {
 	if !hmac.Equal(sum, t.sum(payload)) {
 		return Flow{}, false
 	}
-	tr, remote, ok := strings.Cut(string(payload), "|")
+	tr, rest, ok := strings.Cut(string(payload), "|")
 	if !ok {
+		return Flow{}, false
+	}
+	remote, cid, ok := strings.Cut(rest, "|")
+	if !ok || cid != callID {
 		return Flow{}, false
 	}
 	return Flow{Transport: tr, Remote: remote}, true

@@ -63,7 +63,9 @@ func (s *Server) route(r *request) Decision {
 
 	if rt := firstRoute(req); rt != nil {
 		// A route set names the next hop: loose routing (16.6 step 6/7).
-		if !inDialog(req) && !r.id.Authenticated() {
+		// Only for our users and peers, or along a dialog we record-routed:
+		// otherwise a To tag and a Route would make us an open relay.
+		if !r.id.Authenticated() && (!inDialog(req) || egress == nil) {
 			return rejectWith(sip.StatusForbidden, "Relaying Denied")
 		}
 		t, ok := targetFromURI(rt.Address, "")
@@ -228,7 +230,8 @@ func (s *Server) addressedToUs(req *sip.Request) bool {
 // popOurRoutes removes the Route entries that name us from the top of the
 // route set (16.4; two of them after a double Record-Route, RFC 5658) and
 // returns the flow carried by the last one removed: the flow towards the
-// side this request is travelling to. nil when no Route named us.
+// side this request is travelling to. nil when no Route named us with a
+// token valid for this dialog (see flowTokens).
 func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 	var egress *Flow
 	for {
@@ -236,15 +239,22 @@ func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 		if rt == nil || !s.isOurAddress(rt.Address.Host, rt.Address.Port, transportParam(rt.Address)) {
 			return egress
 		}
-		f := &Flow{}
+		// Ours to route in-dialog only with a token for this very dialog.
+		egress = nil
 		if tok, ok := rt.Address.UriParams.Get(flowParam); ok {
-			if fl, ok := s.flows.decode(tok); ok {
-				f = &fl
+			if fl, ok := s.flows.decode(tok, callIDOf(req)); ok {
+				egress = &fl
 			}
 		}
-		egress = f
 		req.RemoveHeader("Route")
 	}
+}
+
+func callIDOf(req *sip.Request) string {
+	if c := req.CallID(); c != nil {
+		return string(*c)
+	}
+	return ""
 }
 
 // firstRoute is the topmost Route, without sipgo's lazy-parse allocation

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -109,8 +111,15 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		s.domain[strings.ToLower(d)] = true
 	}
 
+	// Record-Route tokens outlive this process when auth.secret is set:
+	// an instance restarted at the same address (a rolling upgrade), or a
+	// sibling sharing the secret, still routes the dialogs it record-routed.
 	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
+	if cfg.Auth.Secret != "" {
+		m := hmac.New(sha256.New, []byte(cfg.Auth.Secret))
+		m.Write([]byte("sipproxy record-route tokens"))
+		key = m.Sum(nil)
+	} else if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
 	s.flows = newFlowTokens(key)
