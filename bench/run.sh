@@ -270,6 +270,7 @@ peers:
   - {name: bench, sources: ["127.0.0.1/32"]}
 auth:
   realm: bench.test
+  algorithms: [MD5, SHA-256]
   users:
     - {user: busy, password: bench-only}
 routes:
@@ -309,7 +310,7 @@ sp_metric() { curl -fs "http://127.0.0.1:$P_METRICS/metrics" 2>/dev/null | awk -
 sp_register_busy() {
   local d="$work/register"; mkdir -p "$d"
   (cd "$d" && timeout -k 5 20 sipp -sf "$scen/register.xml" -t t1 -i 127.0.0.1 -p $P_REG "127.0.0.1:$P_SIPPROXY" -m 1 \
-    -key user busy -key domain bench.test -key contact_port $P_UAS -nostdin -timeout 15 >register.out 2>&1)
+    -key user busy -key domain bench.test -au busy -ap bench-only -key contact_port $P_UAS -nostdin -timeout 15 >register.out 2>&1)
 }
 
 # ---------------------------------------------------------------- one UAC run

@@ -43,6 +43,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/icholy/digest"
 )
 
 // ---------------------------------------------------------------------------
@@ -147,13 +149,15 @@ func (l *faultLab) uas(name string, port int) *faultSipp {
 	return l.sippRun(name, "-sf", filepath.Join(l.scen, "uas.xml"), "-t", "t1", "-i", "127.0.0.1", "-p", fmt.Sprint(port))
 }
 
-// register binds user@contoso.com to a sipp UAS on contactPort (no digest:
-// 127.0.0.1 is a trusted peer).
+// register binds user@contoso.com to a sipp UAS on contactPort, with MD5
+// digest (password <user>-secret): a REGISTER needs the user's own
+// identity, even from a trusted peer's address.
 func (l *faultLab) register(user string, contactPort int) {
 	l.t.Helper()
-	reg := l.sippRun("register-"+user, "-sf", filepath.Join(l.scen, "fault-register.xml"), "-t", "t1", "-i", "127.0.0.1",
+	reg := l.sippRun("register-"+user, "-sf", filepath.Join(l.scen, "register.xml"), "-t", "t1", "-i", "127.0.0.1",
 		"-p", fmt.Sprint(freePort(l.t)), l.sipAddr(), "-m", "1",
-		"-key", "user", user, "-key", "contact_port", fmt.Sprint(contactPort), "-timeout", "10")
+		"-key", "user", user, "-au", user, "-ap", user+"-secret",
+		"-key", "contact_port", fmt.Sprint(contactPort), "-timeout", "10")
 	if err := reg.wait(l.t, 20*time.Second); err != nil {
 		l.t.Fatalf("sipp register %s: %v\n%s\nproxy:\n%s", user, err, reg.log(), l.px.log())
 	}
@@ -886,6 +890,7 @@ func TestFaultStalledPeer(t *testing.T) {
 	pprofAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	l.start("", fmt.Sprintf(`auth:
   realm: contoso.com
+  algorithms: [MD5, SHA-256]
   users:
     - {user: stuck, password: stuck-secret}
 routes:
@@ -915,7 +920,27 @@ routes:
 		t.Fatal(err)
 	}
 	_ = sc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if m, err := faultReadMsg(bufio.NewReader(sc)); err != nil || m.code != 200 {
+	sr := bufio.NewReader(sc)
+	m, err := faultReadMsg(sr)
+	if err == nil && m.code == 401 {
+		// A REGISTER needs the user's own identity: answer the MD5
+		// challenge (the configuration offers MD5 first).
+		chal, cerr := digest.ParseChallenge(m.get("WWW-Authenticate"))
+		if cerr != nil {
+			t.Fatalf("challenge %q: %v", m.get("WWW-Authenticate"), cerr)
+		}
+		cred, cerr := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: "sip:contoso.com", Username: "stuck", Password: "stuck-secret"})
+		if cerr != nil {
+			t.Fatal(cerr)
+		}
+		if _, err := sc.Write(faultReq("REGISTER", "sip:contoso.com", "TCP", sLocal, "z9hG4bK-stuck-reg2", "stuck-reg", 2,
+			"<sip:stuck@contoso.com>;tag=s1", "<sip:stuck@contoso.com>",
+			[]string{"Contact: <sip:stuck@" + sLocal + ";transport=tcp>", "Expires: 600", "Authorization: " + cred.String()}, "")); err != nil {
+			t.Fatal(err)
+		}
+		m, err = faultReadMsg(sr)
+	}
+	if err != nil || m.code != 200 {
 		t.Fatalf("REGISTER of the stalled peer: %v %+v", err, m)
 	}
 	// From here on nothing reads sc.
@@ -1237,6 +1262,7 @@ func TestFaultRulesReloadUnderLoad(t *testing.T) {
 	write(toCarol)
 	l.start("", `auth:
   realm: contoso.com
+  algorithms: [MD5, SHA-256]
   users:
     - {user: alice, password: alice-secret}
     - {user: carol, password: carol-secret}

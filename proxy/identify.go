@@ -21,9 +21,14 @@ func (s *Server) identify(r *request) bool {
 	if r.in.Cert != nil {
 		names = auth.CertificateNames(r.in.Cert)
 	}
-	if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
-		r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
-		return true
+	// A REGISTER binds a user's calls to a contact: only that user, proven
+	// by digest or certificate, may make it; a peer's standing does not
+	// extend to registering others.
+	if req.Method != sip.REGISTER {
+		if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
+			r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
+			return true
+		}
 	}
 	if r.in.Cert != nil {
 		if id, ok := auth.CertificateIdentity(r.in.Cert, s.cfg.Server.Domains); ok {
@@ -50,7 +55,7 @@ func (s *Server) identify(r *request) bool {
 	if !r.id.Authenticated() {
 		if creds := headerValues(req, credHeader); len(creds) > 0 && s.cfg.Auth.Realm != "" {
 			res := s.digest.VerifyFor(creds, string(req.Method), r.nonceBinding())
-			if res.Status == auth.OK && !sameRequestURI(res.URI, req.Recipient) {
+			if res.Status == auth.OK && !s.digestURIFits(res.URI, req.Recipient) {
 				// Credentials computed for another request (RFC 2617
 				// 3.2.2.5): a replay, not an answer.
 				s.m.Auth.WithLabelValues("failed").Inc()
@@ -172,13 +177,25 @@ func (r *request) nonceBinding() string {
 	return r.in.Transport + " " + r.in.Flow.Remote
 }
 
-// sameRequestURI compares a digest-uri with the Request-URI: scheme, user,
-// host and port (parameters differ between clients and do not matter).
-func sameRequestURI(digestURI string, ruri sip.Uri) bool {
+// digestURIFits accepts the digest-uri of credentials when it names the
+// Request-URI (scheme, user, host and port; parameters differ between
+// clients), or names the proxy itself with no user: some clients (sipp
+// among them) compute credentials for the server they send to rather than
+// for the Request-URI. Credentials computed for another user's URI are
+// refused.
+func (s *Server) digestURIFits(digestURI string, ruri sip.Uri) bool {
 	var u sip.Uri
 	if err := sip.ParseUri(digestURI, &u); err != nil {
 		return false
 	}
+	if u.User == "" && s.isLocalHost(u.Host, u.Port) {
+		return true
+	}
+	return sameRequestURI(u, ruri)
+}
+
+// sameRequestURI compares two SIP URIs on scheme, user, host and port.
+func sameRequestURI(u, ruri sip.Uri) bool {
 	port := func(p int) int {
 		if p == 0 {
 			return 5060

@@ -39,15 +39,24 @@ func CertificateIdentity(cert *x509.Certificate, domains []string) (Identity, bo
 }
 
 // CertificateNames returns the names a certificate can be matched on
-// against a peer's tls_names: its DNS subjectAltNames followed by its subject
-// common name (when it has one).
+// against a peer's tls_names: its DNS subjectAltNames; the subject common
+// name only when the certificate has no subjectAltName at all (RFC 6125
+// 6.4.4: a CN is free text a user's own certificate request may choose).
+// A certificate naming a SIP user (a sip: or sips: URI) is a user's, never
+// a peer's: it has no peer names.
 func CertificateNames(cert *x509.Certificate) []string {
 	if cert == nil {
 		return nil
 	}
+	for _, u := range cert.URIs {
+		if s := strings.ToLower(u.Scheme); s == "sip" || s == "sips" {
+			return []string{}
+		}
+	}
 	names := make([]string, 0, len(cert.DNSNames)+1)
 	names = append(names, cert.DNSNames...)
-	if cn := cert.Subject.CommonName; cn != "" {
+	noSAN := len(cert.DNSNames) == 0 && len(cert.URIs) == 0 && len(cert.IPAddresses) == 0 && len(cert.EmailAddresses) == 0
+	if cn := cert.Subject.CommonName; cn != "" && noSAN {
 		names = append(names, cn)
 	}
 	return names

@@ -100,16 +100,19 @@ func TestCertificateNames(t *testing.T) {
 		name string
 		cn   string
 		dns  []string
+		uris []string
 		want []string
 	}{
-		{"dns names then cn", "um.contoso.com", []string{"um1.contoso.com", "um2.contoso.com"}, []string{"um1.contoso.com", "um2.contoso.com", "um.contoso.com"}},
-		{"cn only", "gw.contoso.com", nil, []string{"gw.contoso.com"}},
-		{"dns only", "", []string{"edge.fabrikam.com"}, []string{"edge.fabrikam.com"}},
-		{"nothing", "", nil, []string{}},
+		{"dns names; cn ignored when there are SANs", "um.contoso.com", []string{"um1.contoso.com", "um2.contoso.com"}, nil, []string{"um1.contoso.com", "um2.contoso.com"}},
+		{"cn only when no SAN at all", "gw.contoso.com", nil, nil, []string{"gw.contoso.com"}},
+		{"dns only", "", []string{"edge.fabrikam.com"}, nil, []string{"edge.fabrikam.com"}},
+		{"nothing", "", nil, nil, []string{}},
+		{"a user's certificate is never a peer's", "um.contoso.com", []string{"um.contoso.com"}, []string{"sip:alice@contoso.com"}, []string{}},
+		{"cn of a certificate with only a URI SAN", "um.contoso.com", nil, []string{"https://example.com/x"}, []string{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := CertificateNames(newCert(t, tt.cn, tt.dns))
+			got := CertificateNames(newCert(t, tt.cn, tt.dns, tt.uris...))
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("CertificateNames = %q, want %q", got, tt.want)
 			}
