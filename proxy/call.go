@@ -63,6 +63,7 @@ type branch struct {
 	cancelWhy   string // Reason header text for the CANCEL
 	timerC      *time.Timer
 	silence     *time.Timer // no_response_timeout: the next hop said nothing at all
+	cancelWait  *time.Timer // after our CANCEL: give the branch up at 64*T1
 }
 
 func (b *branch) done() bool { return b.final != nil }
@@ -70,11 +71,12 @@ func (b *branch) done() bool { return b.final != nil }
 type eventKind int
 
 const (
-	evStarted  eventKind = iota // the client transaction exists (b.tx in ev.tx)
-	evResponse                  // a response arrived
-	evEnded                     // the client transaction ended (ev.err)
-	evTimerC                    // Timer C fired
-	evSilence                   // no response at all within no_response_timeout
+	evStarted   eventKind = iota // the client transaction exists (b.tx in ev.tx)
+	evResponse                   // a response arrived
+	evEnded                      // the client transaction ended (ev.err)
+	evTimerC                     // Timer C fired
+	evSilence                    // no response at all within no_response_timeout
+	evCancelled                  // 64*T1 after our CANCEL, still no final response
 )
 
 type event struct {
@@ -255,6 +257,19 @@ func (c *call) onEvent(ev event) {
 		if !b.done() {
 			b.final = c.synthesize(ev.err)
 		}
+	case evCancelled:
+		if b.done() {
+			return
+		}
+		if b.tx != nil {
+			b.tx.Terminate()
+		}
+		c.r.logger().Info("next hop ignored our CANCEL; branch given up", "target", b.out.Destination())
+		if b.cancelWhy == whyTimerC {
+			b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
+		} else {
+			b.final = c.own(sip.StatusRequestTerminated, "Request Terminated")
+		}
 	case evSilence:
 		// Not even 100 Trying: the next hop is dead or unreachable. Give
 		// up on it now rather than after Timer B (32 s).
@@ -412,7 +427,14 @@ func (c *call) cancelStage(why string) {
 // Call-ID, To, From, CSeq number and the single Via of the request, Route
 // copied) and runs its own client transaction.
 func (c *call) sendCancel(b *branch) {
+	if b.cancelSent {
+		return
+	}
 	b.cancelSent = true
+	// RFC 3261 9.1: without a final response 64*T1 after the CANCEL, the
+	// branch is given up (sipgo stops Timer B once a 1xx arrived, so a
+	// next hop ignoring our CANCEL would otherwise hold the call forever).
+	b.cancelWait = time.AfterFunc(sip.Timer_B, func() { c.post(event{kind: evCancelled, b: b}) })
 	inv := b.out
 	req := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
 	req.AppendHeader(inv.Via().Clone())
@@ -500,6 +522,9 @@ out:
 	for _, b := range c.branches {
 		b.timerC.Stop()
 		b.silence.Stop()
+		if b.cancelWait != nil {
+			b.cancelWait.Stop()
+		}
 		// An answered branch's transaction would linger 64*T1 in the
 		// Accepted state (RFC 6026) only to pass on 2xx retransmissions;
 		// those are forwarded statelessly (Server.strayResponse), so end it

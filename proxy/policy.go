@@ -18,6 +18,9 @@ const (
 // Ms-Sensitivity: private-no-diversion becomes the call's no-diversion flag.
 func (s *Server) applyPolicy(r *request, d *Decision) {
 	req := r.Request
+	if r.id.Source != auth.SourcePeer {
+		s.dropAssertedIdentity(r, d)
+	}
 	values := headerValues(req, hdrExchangeCommand)
 	if len(values) > 0 {
 		in := policy.SkipPinInput{
@@ -52,5 +55,27 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 	}
 	if req.Method == sip.INVITE {
 		r.noDiversion = policy.NoDiversion(headerValues(req, hdrSensitivity))
+	}
+}
+
+// dropAssertedIdentity removes what only a trusted element may assert.
+// P-Asserted-Identity and its relatives from anyone but a trusted peer are
+// removed (RFC 3325 5: a proxy strips them at the edge of its trust domain).
+// On the way to the voicemail server, Diversion and History-Info from an
+// end user are removed too: UM may pick the mailbox or the greeting from
+// them, so a user must not be able to write them next to skip-pin. (Ours,
+// added by forwarding, are put on later, when a retarget happens.)
+func (s *Server) dropAssertedIdentity(r *request, d *Decision) {
+	n := 0
+	for _, name := range [...]string{"P-Asserted-Identity", "P-Preferred-Identity", "Remote-Party-ID"} {
+		n += removeHeaderAll(r.Request, name)
+	}
+	if d.Kind == KindVoicemail {
+		for _, name := range [...]string{"Diversion", "History-Info"} {
+			n += removeHeaderAll(r.Request, name)
+		}
+	}
+	if n > 0 {
+		r.logger().Info("removed identity headers an untrusted sender supplied", "count", n, "transport", r.in.Transport)
 	}
 }
