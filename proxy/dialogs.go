@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -66,4 +67,20 @@ func (d *dialogs) active() int {
 	}
 	d.gauge.Set(float64(len(d.m)))
 	return len(d.m)
+}
+
+// sweep forgets stale calls every interval until ctx ends, so a call whose
+// BYE took another path does not stay in memory (or in the gauge) until a
+// drain happens to look.
+func (d *dialogs) sweep(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.active()
+		}
+	}
 }

@@ -94,9 +94,8 @@ func (s *Server) identify(r *request) bool {
 			}
 		}
 	}
-	if r.id.Source == auth.SourceDigest {
-		// Credentials for our realm stop here (RFC 3261 22.3).
-		removeHeaderAll(req, "Proxy-Authorization")
+	if r.id.Authenticated() {
+		s.dropOurCredentials(req)
 	}
 
 	if !r.id.Authenticated() && s.needsIdentity(req) {
@@ -115,6 +114,30 @@ func (s *Server) identify(r *request) bool {
 		}
 	}
 	return true
+}
+
+// dropOurCredentials removes the Proxy-Authorization values for our realm
+// once the sender is known, however it was identified (RFC 3261 22.3): the
+// next hops have no use for them, and a password hash has no business
+// travelling further. Credentials for other realms go on, in order.
+func (s *Server) dropOurCredentials(req *sip.Request) {
+	values := headerValues(req, "Proxy-Authorization")
+	if len(values) == 0 || s.digest == nil {
+		return
+	}
+	keep := values[:0:0]
+	for _, v := range values {
+		if !s.digest.ForUs(v) {
+			keep = append(keep, v)
+		}
+	}
+	if len(keep) == len(values) {
+		return
+	}
+	removeHeaderAll(req, "Proxy-Authorization")
+	for _, v := range keep {
+		req.AppendHeader(sip.NewHeader("Proxy-Authorization", v))
+	}
 }
 
 // needsIdentity: REGISTER always; new requests from one of our users

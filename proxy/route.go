@@ -109,7 +109,7 @@ func (s *Server) route(r *request) Decision {
 	}
 	if local {
 		user := s.localAOR(uri)
-		if v, ok := uri.UriParams.Get("opaque"); ok && strings.EqualFold(v, "app:voicemail") {
+		if aor.IsMailbox(uri) {
 			if s.cfg.Voicemail.URI == "" {
 				return rejectWith(sip.StatusNotFound, "No Voicemail Server")
 			}
@@ -236,7 +236,7 @@ func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 	var egress *Flow
 	for {
 		rt := firstRoute(req)
-		if rt == nil || !s.isOurAddress(rt.Address.Host, rt.Address.Port, transportParam(rt.Address)) {
+		if rt == nil || !s.routeNamesUs(rt.Address) {
 			return egress
 		}
 		// Ours to route in-dialog only with a token for this very dialog.
@@ -248,6 +248,28 @@ func (s *Server) popOurRoutes(req *sip.Request) *Flow {
 		}
 		req.RemoveHeader("Route")
 	}
+}
+
+// routeNamesUs: a Route URI naming one of our listeners, or one of our
+// domains (16.4: "this proxy or a domain it is responsible for"), as a
+// client with the domain as its outbound proxy preloads it. A domain with
+// a port counts only on a port we listen on.
+func (s *Server) routeNamesUs(u sip.Uri) bool {
+	if s.isOurAddress(u.Host, u.Port, transportParam(u)) {
+		return true
+	}
+	if u.User != "" || !s.isOurDomain(u.Host) {
+		return false
+	}
+	if u.Port == 0 {
+		return true
+	}
+	for _, l := range s.listeners {
+		if l.port == u.Port {
+			return true
+		}
+	}
+	return false
 }
 
 func callIDOf(req *sip.Request) string {

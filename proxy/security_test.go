@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +418,115 @@ func TestBranchIgnoringCancelGivenUp(t *testing.T) {
 	res := rvSend(t, c, inv, 8*time.Second) // Timer C 1 s + 64*T1 1.3 s + slack
 	if res == nil {
 		t.Fatalf("no final response 8 s after the INVITE (Timer C 1 s, CANCEL sent, callee silent since)")
+	}
+}
+
+// Credentials for our realm end at the proxy whichever way the sender was
+// identified (RFC 3261 22.3); credentials for other realms travel on, in
+// order, for the hops that asked for them.
+func TestOwnRealmCredentialsConsumed(t *testing.T) {
+	um := oxListen(t, "um", "tls")
+	px := startProxy(t, proxyOpts{voicemail: um.uri()})
+	um.serve(t, px)
+	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+	ours := `Digest username="alice", realm="contoso.com", nonce="x", uri="` + mailbox + `", response="00", algorithm=MD5`
+	theirs1 := `Digest username="alice", realm="um.example", nonce="y", uri="` + mailbox + `", response="11", algorithm=MD5`
+	theirs2 := `Digest username="alice", realm="gw.example", nonce="z", uri="` + mailbox + `", response="22", algorithm=MD5`
+	want := []string{"Proxy-Authorization: " + theirs1, "Proxy-Authorization: " + theirs2}
+
+	t.Run("certificate identity", func(t *testing.T) {
+		alice := oxNewUA(t, "alice")
+		c := alice.dial(t, px, "tls", px.pki.clientTLS(t, "sip:alice@contoso.com"))
+		inv := rvRequest(c, "tls", "INVITE", mailbox, "<sip:alice@contoso.com>", "<"+mailbox+">",
+			"Proxy-Authorization: "+theirs1, "Proxy-Authorization: "+ours, "Proxy-Authorization: "+theirs2)
+		res := rvSend(t, c, inv, 5*time.Second)
+		got := rvAt(um.oxUA, "INVITE", inv.value("Call-ID"), 2*time.Second)
+		if len(got) == 0 {
+			t.Fatalf("not relayed to UM (final %v)", res)
+		}
+		if pa := oxMustRaw(t, got[0].raw).get("Proxy-Authorization"); !slices.Equal(pa, want) {
+			t.Errorf("UM got Proxy-Authorization %q, want only the other realms' %q", pa, want)
+		}
+	})
+	t.Run("digest identity", func(t *testing.T) {
+		alice := oxNewUA(t, "alice")
+		c := alice.dial(t, px, "tls", px.pki.clientTLS(t, ""))
+		inv := rvRequest(c, "tls", "INVITE", mailbox, "<sip:alice@contoso.com>", "<"+mailbox+">",
+			"Proxy-Authorization: "+theirs1, "Proxy-Authorization: "+theirs2)
+		res, sent := c.doDigest(t, inv, "alice", "alice-pw")
+		if res.StatusCode >= 300 {
+			t.Fatalf("authenticated INVITE: %d %s", res.StatusCode, res.Reason)
+		}
+		got := rvAt(um.oxUA, "INVITE", sent.value("Call-ID"), 2*time.Second)
+		if len(got) == 0 {
+			t.Fatal("not relayed to UM")
+		}
+		if pa := oxMustRaw(t, got[0].raw).get("Proxy-Authorization"); !slices.Equal(pa, want) {
+			t.Errorf("UM got Proxy-Authorization %q, want only the other realms' %q", pa, want)
+		}
+	})
+}
+
+// A Route naming our domain rather than an address (a client configured
+// with the domain as its outbound proxy) is ours to remove (RFC 3261 16.4),
+// not a next hop to resolve and relay to.
+func TestRouteNamingOurDomainIsPopped(t *testing.T) {
+	px := startProxy(t, proxyOpts{})
+	bob := oxRegisterRaw(t, px, "bob")
+	for _, route := range []string{
+		"Route: <sip:contoso.com;lr>",
+		"Route: <sip:CONTOSO.com;transport=tls;lr>",
+		"Route: <sip:contoso.com:" + px.Addr("tls")[strings.LastIndex(px.Addr("tls"), ":")+1:] + ";lr>",
+	} {
+		t.Run(route, func(t *testing.T) {
+			alice := oxNewUA(t, "alice")
+			c := alice.dial(t, px, "tls", px.pki.clientTLS(t, "sip:alice@contoso.com"))
+			inv := rvRequest(c, "tls", "INVITE", "sip:bob@contoso.com", "<sip:alice@contoso.com>", "<sip:bob@contoso.com>", route)
+			if err := c.write(inv.bytes()); err != nil {
+				t.Fatal(err)
+			}
+			got := rvAt(bob, "INVITE", inv.value("Call-ID"), 3*time.Second)
+			if len(got) == 0 {
+				t.Fatalf("INVITE with %q did not reach bob", route)
+			}
+			if rts := oxMustRaw(t, got[0].raw).get("Route"); len(rts) > 0 {
+				t.Errorf("bob got Route %q: the proxy should have consumed it", rts)
+			}
+		})
+	}
+}
+
+// URI parameter names compare case-insensitively (RFC 3261 19.1.4): a
+// mailbox spelled OPAQUE=APP:VOICEMAIL is routed to UM, and policed as a
+// mailbox, like opaque=app:voicemail; it must not fall through to the
+// user's own phones or forwarding rules.
+func TestMailboxParameterCaseInsensitive(t *testing.T) {
+	um := oxListen(t, "um", "tls")
+	px := startProxy(t, proxyOpts{voicemail: um.uri()})
+	um.serve(t, px)
+	for _, tc := range []struct {
+		name, ruri string
+		keep       bool
+	}{
+		{"own mailbox, upper case", "sip:alice@contoso.com;OPAQUE=APP:VOICEMAIL", true},
+		{"another mailbox, mixed case", "sip:bob@contoso.com;Opaque=App:VoiceMail", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			alice := oxNewUA(t, "alice")
+			c := alice.dial(t, px, "tls", px.pki.clientTLS(t, "sip:alice@contoso.com"))
+			inv := rvRequest(c, "tls", "INVITE", tc.ruri, "<sip:alice@contoso.com>", "<"+tc.ruri+">", "Ms-Exchange-Command: skip-pin")
+			res := rvSend(t, c, inv, 5*time.Second)
+			got := rvAt(um.oxUA, "INVITE", inv.value("Call-ID"), 2*time.Second)
+			if len(got) == 0 {
+				t.Fatalf("%s did not reach UM (final %v)", tc.ruri, res)
+			}
+			raw := oxMustRaw(t, got[0].raw)
+			if !strings.HasPrefix(raw.start, "INVITE "+tc.ruri+" ") {
+				t.Errorf("UM got Request-URI %q, want %q unchanged", raw.start, tc.ruri)
+			}
+			if kept := len(raw.get("Ms-Exchange-Command")) > 0; kept != tc.keep {
+				t.Errorf("skip-pin kept=%v, want %v", kept, tc.keep)
+			}
+		})
 	}
 }

@@ -351,6 +351,7 @@ func (s *Server) Start(ctx context.Context) error {
 		}()
 	}
 	go s.reg.Run(ctx, 5*time.Second)
+	go s.dialogs.sweep(ctx, time.Minute)
 	s.started.Store(true)
 	for _, l := range s.listeners {
 		s.log.Info("listening", "transport", l.transport, "addr", l.bound.String(), "advertise", l.hostport())

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -32,14 +31,7 @@ func TargetOf(u sip.Uri) Target {
 // carrying opaque=app:voicemail, which the proxy routes to Exchange UM.
 // sip:carol@contoso.com;opaque=app:voicemail is carol's mailbox, not carol,
 // so a voicemail target has no forwarding rules of its own.
-func (t Target) IsVoicemail() bool {
-	for _, kv := range t.Parsed.UriParams {
-		if strings.EqualFold(kv.K, "opaque") && strings.EqualFold(kv.V, "app:voicemail") {
-			return true
-		}
-	}
-	return false
-}
+func (t Target) IsVoicemail() bool { return aor.IsMailbox(t.Parsed) }
 
 // Unanswered is a rule that retargets a call nobody answers within After.
 type Unanswered struct {

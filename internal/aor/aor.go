@@ -20,6 +20,19 @@ func Of(u sip.Uri) string {
 	return u.User + "@" + host
 }
 
+// IsMailbox reports whether a URI names a voicemail mailbox: it carries
+// opaque=app:voicemail [MS-OCEXUM] 2.2.1. URI parameter names and this
+// value compare case-insensitively (RFC 3261 19.1.4), so OPAQUE=APP:VOICEMAIL
+// is the same mailbox, and must be routed (and policed) as one.
+func IsMailbox(u sip.Uri) bool {
+	for _, kv := range u.UriParams {
+		if strings.EqualFold(kv.K, "opaque") && strings.EqualFold(kv.V, "app:voicemail") {
+			return true
+		}
+	}
+	return false
+}
+
 // Parse parses a SIP or SIPS URI and returns it with its normalised address
 // of record. It rejects anything that is not a sip: or sips: URI with a host.
 func Parse(s string) (sip.Uri, string, error) {

@@ -29,3 +29,27 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+func TestIsMailbox(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"sip:carol@contoso.com;opaque=app:voicemail", true},
+		{"sip:carol@contoso.com;OPAQUE=APP:VoiceMail", true},
+		{"sip:carol@contoso.com;transport=tls;Opaque=app:voicemail;x=1", true},
+		{"sip:carol@contoso.com", false},
+		{"sip:carol@contoso.com;opaque=app:conf", false},
+		{"sip:carol@contoso.com;opaque", false},
+		{"sip:carol@contoso.com;x-opaque=app:voicemail", false},
+		{"sip:carol@contoso.com?opaque=app:voicemail", false},
+	} {
+		u, _, err := Parse(tc.in)
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.in, err)
+		}
+		if got := IsMailbox(u); got != tc.want {
+			t.Errorf("IsMailbox(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}

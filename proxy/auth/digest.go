@@ -289,6 +289,20 @@ func (d *Digest) VerifyFor(headerValues []string, method, bind string) Result {
 	return res
 }
 
+// ForUs reports whether a credentials header value answers our realm's
+// challenge. Such credentials end at this proxy (RFC 3261 22.3); those for
+// other realms belong to the hops behind us.
+func (d *Digest) ForUs(value string) bool {
+	v := strings.TrimSpace(value)
+	scheme, _, _ := strings.Cut(v, " ")
+	scheme, _, _ = strings.Cut(scheme, "\t")
+	if !strings.EqualFold(scheme, "Digest") {
+		return false
+	}
+	c, err := digest.ParseCredentials(v)
+	return err == nil && c.Realm == d.realm
+}
+
 // pick returns the first parseable digest credentials for our realm.
 // Credentials in other schemes are skipped; a digest header that cannot be
 // parsed (so its realm is unknown) makes the answer Malformed unless one for
