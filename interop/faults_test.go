@@ -1069,8 +1069,12 @@ routes:
 			t.Errorf("calls between the other parties: successful %s failed %s (%s), want 300 and 0",
 				st["SuccessfulCall(C)"], st["FailedCall(C)"], st.failures())
 		}
-		if p50, mx := faultPct(rtt, 50), faultPct(rtt, 100); !(p50 < 100 && mx < 1000) {
-			t.Errorf("response times with a stalled peer: p50 %.1f ms, max %.1f ms; want p50 < 100 ms and max < 1000 ms", p50, mx)
+		// A call held up behind the stalled writer would wait for the
+		// stall guard (10 s). The bound sits well below that and well
+		// above scheduling noise on a loaded 2-core CI machine (one call
+		// of 300 once took just over 1 s there with the proxy healthy).
+		if p50, mx := faultPct(rtt, 50), faultPct(rtt, 100); !(p50 < 100 && mx < 3000) {
+			t.Errorf("response times with a stalled peer: p50 %.1f ms, max %.1f ms; want p50 < 100 ms and max < 3000 ms (the stall guard is 10 s)", p50, mx)
 		}
 	})
 	t.Run("calls-to-stalled-peer-bounded-by-write-timeout", func(t *testing.T) {
