@@ -319,6 +319,7 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 			return // a branch being cancelled no longer speaks for the call
 		}
 		if b.stage == c.stage {
+			c.learnDialog(res)
 			c.relay(res)
 		}
 	case code < 300:
@@ -326,12 +327,8 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 		b.final = res
 		// 16.7 step 5: every 2xx goes upstream at once, whatever else happened.
 		c.answered = true
+		c.learnDialog(res)
 		c.relay(res)
-		if c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request) {
-			// Its in-dialog requests (the BYE) will come through us:
-			// a drain waits for them.
-			c.s.dialogs.open(c.r.callID)
-		}
 		c.cancelOthers(b, "Call completed elsewhere")
 	default:
 		b.timerC.Stop()
@@ -347,6 +344,25 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 			c.cancelOthers(b, "Global failure")
 		}
 	}
+}
+
+// learnDialog records, before the caller sees res, the dialog it creates
+// or confirms: the caller's ACK, PRACK or BYE may arrive the moment res
+// is out, and is relayed only within a known dialog. A re-INVITE's 2xx
+// refreshes the callee's target instead.
+func (c *call) learnDialog(res *sip.Response) {
+	if !c.s.cfg.Server.RecordRoute {
+		return
+	}
+	if inDialog(c.r.Request) {
+		if res.IsSuccess() {
+			if a, ok := addrOf(res.Source()); ok {
+				c.s.dialogs.refreshed(c.r.callID, a, res)
+			}
+		}
+		return
+	}
+	c.s.dialogs.answered(c.r.callID, c.r.in.Source.Addr(), c.r.Request, res, c.s.routeNamesUs)
 }
 
 // relay sends a downstream response upstream.
@@ -519,6 +535,9 @@ func (c *call) close() {
 		}
 	}
 out:
+	if !c.answered && !inDialog(c.r.Request) {
+		c.s.dialogs.failed(c.r.callID)
+	}
 	for _, b := range c.branches {
 		b.timerC.Stop()
 		b.silence.Stop()

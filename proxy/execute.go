@@ -37,6 +37,11 @@ func (s *Server) execute(r *request, d Decision) {
 		// Non-INVITE requests are not forked: the preferred binding takes it.
 		s.forwardNonInvite(r, targets[0])
 	default: // KindVoicemail, KindStatic, KindRouteSet
+		if d.Kind == KindRouteSet && (r.Method == sip.INVITE || r.Method == sip.UPDATE) {
+			// A target refresh: the sender's new Contact is where the
+			// other side's requests may go from now on.
+			s.dialogs.refreshed(r.callID, r.in.Source.Addr(), r.Request)
+		}
 		if r.Method == sip.INVITE {
 			s.newCall(r).run(d.Targets)
 			return
@@ -81,6 +86,7 @@ func (s *Server) prepare(r *request, t Target, recordRoute bool) (*sip.Request, 
 // cost of relaying one.
 func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute bool) (*sip.Request, Flow) {
 	out.Recipient = *t.URI.Clone()
+	out.SipVersion = "SIP/2.0" // nothing of the sender's request line is relayed verbatim
 
 	// A fresh header in the same place: sipgo's clone shares the
 	// Max-Forwards value with the original (and with the other branches).
@@ -245,19 +251,24 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 			if res.StatusCode == sip.StatusTrying {
 				continue
 			}
+			if r.Method == sip.UPDATE && res.IsSuccess() {
+				if a, ok := addrOf(res.Source()); ok {
+					s.dialogs.refreshed(r.callID, a, res)
+				}
+			}
 			if up := s.upstream(r, res); up != nil {
 				s.respond(r, up)
 			}
 			if !res.IsProvisional() {
 				if r.Method == sip.BYE {
-					s.dialogs.closed(r.callID)
+					s.dialogs.closed(r.callID, r.Request)
 				}
 				return
 			}
 		case <-tx.Done():
 			s.replyTxError(r, tx.Err())
 			if r.Method == sip.BYE {
-				s.dialogs.closed(r.callID)
+				s.dialogs.closed(r.callID, r.Request)
 			}
 			return
 		}
@@ -282,6 +293,9 @@ func (s *Server) forwardAck(r *request) {
 	if !s.validateQuiet(r) {
 		return
 	}
+	// An ACK cannot be challenged, but a peer or a certificate still
+	// vouches for its sender (and routes it outside a known dialog).
+	s.recognise(r)
 	d := s.route(r)
 	if d.Kind != KindRouteSet || len(d.Targets) == 0 {
 		r.logger().Debug("ACK not routable; dropped", "kind", d.Kind.String())

@@ -18,7 +18,10 @@ import (
 // and ignored downstream, a second Content-Length would frame the message
 // differently there.
 func wellFormed(req *sip.Request) (ok bool, why string) {
-	if !isToken(string(req.Method)) || !cleanURI(req.Recipient) {
+	// sipgo takes the request line's third field as the version whatever
+	// follows "SIP" (a bare LF and another header included) and writes
+	// it back out as it came.
+	if !isToken(string(req.Method)) || !cleanURI(req.Recipient) || !strings.EqualFold(req.SipVersion, "SIP/2.0") {
 		return false, "Bad Request Line"
 	}
 	var from, to, callID, cseq, maxfwd, clen, ctype int
@@ -117,3 +120,25 @@ func strictParser(maxMessage int) *sip.Parser {
 }
 
 var errBadLine = errors.New("header value holds LF or NUL")
+
+// isVersion: "SIP/" digits "." digits (RFC 3261 25.1 SIP-Version).
+func isVersion(v string) bool {
+	rest, ok := strings.CutPrefix(strings.ToUpper(v), "SIP/")
+	if !ok {
+		return false
+	}
+	major, minor, ok := strings.Cut(rest, ".")
+	return ok && allDigits(major) && allDigits(minor)
+}
+
+func allDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

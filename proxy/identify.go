@@ -17,23 +17,9 @@ import (
 // It returns false when it answered the request itself.
 func (s *Server) identify(r *request) bool {
 	req := r.Request
-	var names []string
-	if r.in.Cert != nil {
-		names = auth.CertificateNames(r.in.Cert)
-	}
-	// A REGISTER binds a user's calls to a contact: only that user, proven
-	// by digest or certificate, may make it; a peer's standing does not
-	// extend to registering others.
-	if req.Method != sip.REGISTER {
-		if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
-			r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
-			return true
-		}
-	}
-	if r.in.Cert != nil {
-		if id, ok := auth.CertificateIdentity(r.in.Cert, s.cfg.Server.Domains); ok {
-			r.id = id
-		}
+	if s.recognise(r); r.id.Source == auth.SourcePeer {
+		s.dropOurCredentials(req)
+		return true
 	}
 
 	register := req.Method == sip.REGISTER
@@ -137,6 +123,29 @@ func (s *Server) dropOurCredentials(req *sip.Request) {
 	removeHeaderAll(req, "Proxy-Authorization")
 	for _, v := range keep {
 		req.AppendHeader(sip.NewHeader("Proxy-Authorization", v))
+	}
+}
+
+// recognise sets r.id from what the packet or connection proves on its
+// own: a trusted peer (by source and/or certificate name), or a user's TLS
+// client certificate. A REGISTER binds a user's calls to a contact: only
+// that user, proven by digest or certificate, may make it; a peer's
+// standing does not extend to registering others.
+func (s *Server) recognise(r *request) {
+	var names []string
+	if r.in.Cert != nil {
+		names = auth.CertificateNames(r.in.Cert)
+	}
+	if r.Method != sip.REGISTER {
+		if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
+			r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
+			return
+		}
+	}
+	if r.in.Cert != nil {
+		if id, ok := auth.CertificateIdentity(r.in.Cert, s.cfg.Server.Domains); ok {
+			r.id = id
+		}
 	}
 }
 

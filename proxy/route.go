@@ -61,11 +61,26 @@ func (s *Server) route(r *request) Decision {
 	req := r.Request
 	egress := s.popOurRoutes(req)
 
+	if inDialog(req) && !r.id.Authenticated() {
+		// Someone we cannot identify relays only within a dialog we set
+		// up, along our Record-Route, to the other party: otherwise a To
+		// tag and a Route (or a replayed Route of their own call) would
+		// make us an open relay.
+		if egress == nil {
+			return rejectWith(sip.StatusNotFound, "Not Here")
+		}
+		next := req.Recipient
+		if rt := firstRoute(req); rt != nil {
+			next = rt.Address
+		}
+		if !s.dialogs.allows(r.callID, r.in.Source.Addr(), next) {
+			return rejectWith(sip.StatusCallTransactionDoesNotExists, "Call/Transaction Does Not Exist")
+		}
+	}
 	if rt := firstRoute(req); rt != nil {
-		// A route set names the next hop: loose routing (16.6 step 6/7).
-		// Only for our users and peers, or along a dialog we record-routed:
-		// otherwise a To tag and a Route would make us an open relay.
-		if !r.id.Authenticated() && (!inDialog(req) || egress == nil) {
+		// A route set names the next hop: loose routing (16.6 step 6/7),
+		// for our users and peers, or within a dialog (checked above).
+		if !r.id.Authenticated() && !inDialog(req) {
 			return rejectWith(sip.StatusForbidden, "Relaying Denied")
 		}
 		t, ok := targetFromURI(rt.Address, "")
@@ -76,17 +91,13 @@ func (s *Server) route(r *request) Decision {
 		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
 	}
 	if inDialog(req) {
-		// The route set is exhausted: the Request-URI is the remote target.
-		// Without our Record-Route the dialog is not ours to route (an
-		// in-dialog request to an arbitrary URI would make us an open relay).
-		if egress == nil {
-			return rejectWith(sip.StatusNotFound, "Not Here")
-		}
+		// The route set is exhausted: the Request-URI is the remote target,
+		// reached over the flow our Record-Route names when there is one.
 		t, ok := targetFromURI(req.Recipient, "")
 		if !ok {
 			return rejectWith(sip.StatusBadRequest, "Bad Request-URI")
 		}
-		if egress.valid() {
+		if egress != nil && egress.valid() {
 			t.Flow = egress
 		}
 		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
@@ -203,14 +214,16 @@ func (s *Server) isLocalHost(host string, port int) bool {
 // isOurAddress reports whether host:port names one of our listeners.
 func (s *Server) isOurAddress(host string, port int, transport string) bool {
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	transport = strings.ToLower(transport)
 	for _, l := range s.listeners {
+		// A transport named must be the listener's: our UDP port number
+		// may well be someone else's TLS port on the same host.
+		if transport != "" && transport != l.transport {
+			continue
+		}
 		p := port
 		if p == 0 {
-			tr := strings.ToLower(transport)
-			if tr == "" {
-				tr = l.transport
-			}
-			p = sip.DefaultPort(tr)
+			p = sip.DefaultPort(l.transport)
 		}
 		if p != l.port {
 			continue

@@ -8,6 +8,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -529,4 +530,139 @@ func TestMailboxParameterCaseInsensitive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A bare LF in the request line's version field: sipgo takes the whole rest
+// of the line as the version and would write it back out as it came.
+func TestBareLFInRequestLineRefused(t *testing.T) {
+	um := oxListen(t, "um", "tls")
+	px := startProxy(t, proxyOpts{voicemail: um.uri()})
+	um.serve(t, px)
+	mallory := oxNewUA(t, "mallory")
+	c := mallory.dial(t, px, "tcp", nil)
+	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
+	inv.start += "\nMs-Exchange-Command:skip-pin" // no space: sipgo parses it
+	res := rvSend(t, c, inv, 5*time.Second)
+	if res == nil || res.StatusCode != 400 {
+		t.Errorf("want 400 for a request line with a bare LF, got %v", res)
+	}
+	if got := rvAt(um.oxUA, "INVITE", inv.value("Call-ID"), time.Second); len(got) > 0 {
+		t.Errorf("relayed to UM:\n%s", got[0].raw)
+	}
+	c = mallory.dial(t, px, "tcp", nil)
+
+	// Another version, well formed: 505 Version Not Supported (RFC 3261 21.5.20).
+	inv = rvRequest(c, "tcp", "OPTIONS", "sip:"+px.Addr("tcp"), "<sip:mallory@fabrikam.com>", "<sip:x@contoso.com>")
+	inv.start = strings.Replace(inv.start, "SIP/2.0", "SIP/3.0", 1)
+	if res := rvSend(t, c, inv, 5*time.Second); res == nil || res.StatusCode != 505 {
+		t.Errorf("want 505 for SIP/3.0, got %v", res)
+	}
+}
+
+// The Record-Route tokens of a caller's own call are no ticket to relay
+// elsewhere: an unauthenticated caller (at 127.0.0.2) calls a mailbox,
+// receives our Record-Route, and reuses it for in-dialog requests to a
+// host of its choosing, once through the Request-URI (its own Contact,
+// which it pointed at that host) and once through a further Route. Only
+// requests to the other party of the dialog (UM's Contact) pass, and none
+// after the BYE.
+func TestReplayedRecordRouteNoRelay(t *testing.T) {
+	um := oxListen(t, "um", "tls")
+	far := oxListen(t, "far", "tcp")
+	px := startProxy(t, proxyOpts{voicemail: um.uri()})
+	um.serve(t, px)
+	far.serve(t, px)
+
+	mallory := oxNewUA(t, "mallory")
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	nc, err := d.Dial("tcp", px.Addr("tcp"))
+	if err != nil {
+		t.Skipf("cannot dial from 127.0.0.2: %v", err)
+	}
+	c := mallory.serveConn(nc)
+	farURI := fmt.Sprintf("sip:victim@127.0.0.1:%d;transport=tcp", far.port)
+	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
+	inv.set("Contact", "<"+farURI+">")
+	res := c.do(t, inv)
+	if res.StatusCode != 200 {
+		t.Fatalf("INVITE to the mailbox: %d %s", res.StatusCode, res.Reason)
+	}
+	var routes []string
+	for _, h := range res.GetHeaders("Record-Route") {
+		routes = append([]string{"Route: " + h.Value()}, routes...) // the caller's route set is the reverse
+	}
+	if len(routes) != 2 {
+		t.Fatalf("Record-Route of the 200: %q", routes)
+	}
+	toTag, _ := res.To().Params.Get("tag")
+	umContact := res.Contact().Address.String()
+	inDialog := func(method, ruri string, seq int, extra ...string) oxRaw {
+		m := rvRequest(c, "tcp", method, ruri, "<sip:alice@contoso.com>", "<"+mailbox+">;tag="+toTag, append(slices.Clone(routes), extra...)...)
+		m.set("Call-ID", inv.value("Call-ID"))
+		m.set("From", inv.value("From"))
+		m.set("CSeq", fmt.Sprintf("%d %s", seq, method))
+		return m
+	}
+
+	ack := inDialog("ACK", umContact, 1)
+	if err := c.write(ack.bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rvAt(um.oxUA, "ACK", inv.value("Call-ID"), 3*time.Second); len(got) == 0 {
+		t.Fatal("the ACK to UM's Contact was not relayed: the dialog itself does not work")
+	}
+	for i, m := range []oxRaw{
+		inDialog("MESSAGE", farURI, 2),
+		inDialog("INVITE", farURI, 3),
+		inDialog("MESSAGE", umContact, 4, fmt.Sprintf("Route: <sip:127.0.0.1:%d;transport=tcp;lr>", far.port)),
+	} {
+		res := rvSend(t, c, m, 5*time.Second)
+		if res == nil || res.StatusCode < 400 {
+			t.Errorf("attempt %d (%s): want a refusal, got %v", i, m.start, res)
+		}
+	}
+	for _, method := range []string{"MESSAGE", "INVITE"} {
+		if got := rvAt(far.oxUA, method, inv.value("Call-ID"), 500*time.Millisecond); len(got) > 0 {
+			t.Errorf("relayed to a host outside the dialog:\n%s", got[0].raw)
+		}
+	}
+
+	if res := rvSend(t, c, inDialog("BYE", umContact, 5), 5*time.Second); res == nil || res.StatusCode != 200 {
+		t.Fatalf("BYE to UM: %v", res)
+	}
+	after := inDialog("MESSAGE", umContact, 6)
+	if res := rvSend(t, c, after, 5*time.Second); res == nil || res.StatusCode != 481 {
+		t.Errorf("after the BYE: want 481, got %v", res)
+	}
+	if got := rvAt(um.oxUA, "MESSAGE", inv.value("Call-ID"), 500*time.Millisecond); len(got) > 0 {
+		t.Errorf("a request after the BYE reached UM:\n%s", got[0].raw)
+	}
+}
+
+// A Route naming our UDP port number with transport=tls names whoever
+// listens for TLS on that port (here UM, on the same host), not us: it
+// must be followed, not popped (which would turn it into a call routed,
+// and policed, as if it had never named a next hop).
+func TestRouteOnOurPortOtherTransportIsNotOurs(t *testing.T) {
+	um := oxListen(t, "um", "tls")
+	px := startProxy(t, proxyOpts{voicemail: um.uri(), udpPort: um.port})
+	um.serve(t, px)
+	alice := oxCaller{user: "alice", transport: "tls", certURI: "sip:alice@contoso.com"}.phone(t, px)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	route := fmt.Sprintf("<sip:127.0.0.1:%d;transport=tls;lr>", um.port)
+	before := oxSkipPinCounts(px)
+	sess, err := alice.callAs(ctx, uri("alice"), oxMailbox("alice", "contoso.com", 0),
+		sip.NewHeader("Route", route), sip.NewHeader("Ms-Exchange-Command", "skip-pin"))
+	if err != nil {
+		t.Fatalf("call: %v (%d)", err, statusOf(err))
+	}
+	_ = sess.Ack(ctx)
+	got := oxMustRaw(t, um.wait(t, "INVITE", 1).raw)
+	if r := got.get("Route"); !slices.Equal(r, []string{"Route: " + route}) {
+		t.Errorf("UM got Route %q, want its own entry %q", r, route)
+	}
+	oxAssertSkipPin(t, px, before, "stripped/not_voicemail")
 }

@@ -289,6 +289,11 @@ func (s *Server) strayResponse(res *sip.Response) {
 	if via == nil || !s.isOurAddress(via.Host, via.Port, via.Transport) {
 		return
 	}
+	if cid := res.CallID(); cid != nil && s.cfg.Server.RecordRoute {
+		// The answer of a fork whose call already ended: its ACK and BYE
+		// are relayed within the dialog, like the first answer's.
+		s.dialogs.answered(cid.Value(), netip.Addr{}, nil, res, s.routeNamesUs)
+	}
 	up := res.Clone()
 	up.RemoveHeader("Via")
 	next := up.Via()

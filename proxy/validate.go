@@ -21,6 +21,10 @@ func (s *Server) validate(r *request) bool {
 		s.reply(r, sip.StatusBadRequest, "Missing Mandatory Header")
 		return false
 	}
+	if v := req.SipVersion; !strings.EqualFold(v, "SIP/2.0") && isVersion(v) {
+		s.reply(r, 505, "Version Not Supported")
+		return false
+	}
 	if ok, why := wellFormed(req); !ok {
 		s.reply(r, sip.StatusBadRequest, why)
 		return false
