@@ -136,11 +136,12 @@ func (s *Server) recognise(r *request) {
 	if r.in.Cert != nil {
 		names = auth.CertificateNames(r.in.Cert)
 	}
-	if r.Method != sip.REGISTER {
-		if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
+	if p, ok := s.peers.Match(r.in.Source.Addr(), r.in.Transport, names); ok {
+		if r.Method != sip.REGISTER {
 			r.id = auth.Identity{Source: auth.SourcePeer, Peer: p}
 			return
 		}
+		r.logger().Info("REGISTER from a trusted peer needs the user's own credentials or certificate", "peer", p.Name)
 	}
 	if r.in.Cert != nil {
 		if id, ok := auth.CertificateIdentity(r.in.Cert, s.cfg.Server.Domains); ok {

@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -275,6 +277,24 @@ func sourceAddr(a net.Addr) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
+// warnIgnoredCN says why a peer's certificate does not make it a peer when
+// the only reason is its subject CN: a certificate with subjectAltNames is
+// matched on its DNS SANs alone (auth.CertificateNames), which breaks
+// gateways whose name is only in the CN. Once per connection.
+func (s *Server) warnIgnoredCN(remote string, cert *x509.Certificate) {
+	cn := cert.Subject.CommonName
+	if cn == "" || slices.ContainsFunc(auth.CertificateNames(cert), func(n string) bool { return strings.EqualFold(n, cn) }) {
+		return
+	}
+	for _, p := range s.cfg.Peers {
+		if slices.ContainsFunc(p.TLSNames, func(n string) bool { return strings.EqualFold(n, cn) }) {
+			s.log.Warn("client certificate names a peer only in its subject CN, which is ignored when the certificate has subjectAltNames; put the name in a DNS subjectAltName",
+				"peer", p.Name, "cn", cn, "remote", remote)
+			return
+		}
+	}
+}
+
 // strayResponse handles a response that matches no client transaction. A
 // 2xx to an INVITE is forwarded statelessly along its Via (RFC 6026 7.2:
 // retransmissions of the answer after our transaction ended, or the answer
@@ -416,6 +436,7 @@ func (s *Server) bind(lc config.Listener) (*listener, func() error, error) {
 			onHandshakeError: func(remote string, err error) {
 				s.log.Debug("tls handshake failed", "remote", remote, "error", err)
 			},
+			onCertificate: s.warnIgnoredCN,
 		}
 		run = func() error { return s.sip.ServeTLS(tl) }
 	default:

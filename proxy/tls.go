@@ -49,6 +49,7 @@ type tlsListener struct {
 	handshakeTimeout time.Duration
 	certs            *peerCerts
 	onHandshakeError func(remote string, err error)
+	onCertificate    func(remote string, cert *x509.Certificate) // a verified client certificate
 }
 
 func (l *tlsListener) Accept() (net.Conn, error) {
@@ -83,6 +84,9 @@ func (c *tlsConn) Read(b []byte) (int, error) {
 		// VerifyClientCertIfGiven an unverifiable one fails the handshake.
 		if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
 			c.l.certs.set(c.remote, st.VerifiedChains[0][0])
+			if c.l.onCertificate != nil {
+				c.l.onCertificate(c.remote, st.VerifiedChains[0][0])
+			}
 		}
 	})
 	if c.err != nil {
