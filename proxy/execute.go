@@ -205,6 +205,15 @@ func (s *Server) flowOpen(f Flow) bool {
 // hands us is relayed at most once, and sipgo never reads it again (a
 // retransmission arrives as a new object).
 func (s *Server) upstream(r *request, res *sip.Response) *sip.Response {
+	if !cleanResponse(res) {
+		// Not relayed as it is: the caller gets a 502 for a final
+		// response, nothing for a provisional one.
+		r.logger().Info("malformed response from the next hop; not relayed", "status", res.StatusCode, "source", res.Source())
+		if res.IsProvisional() {
+			return nil
+		}
+		return sip.NewResponseFromRequest(r.Request, sip.StatusBadGateway, "Bad Gateway", nil)
+	}
 	up := res
 	up.RemoveHeader("Via")
 	if up.Via() == nil {

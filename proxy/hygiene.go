@@ -24,8 +24,31 @@ func wellFormed(req *sip.Request) (ok bool, why string) {
 	if !isToken(string(req.Method)) || !cleanURI(req.Recipient) || !strings.EqualFold(req.SipVersion, "SIP/2.0") {
 		return false, "Bad Request Line"
 	}
+	if ok, why := cleanHeaders(req.Headers()); !ok {
+		return false, why
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return false, "Content-Length Mismatch"
+	}
+	return true, ""
+}
+
+// cleanResponse is wellFormed for a response on its way upstream: the
+// status line's reason phrase and version and the headers (a UA behind us
+// must not slip lines past us to the one in front either).
+func cleanResponse(res *sip.Response) bool {
+	if strings.ContainsAny(res.Reason, "\r\n\x00") || !strings.EqualFold(res.SipVersion, "SIP/2.0") {
+		return false
+	}
+	ok, _ := cleanHeaders(res.Headers())
+	return ok
+}
+
+// cleanHeaders: no bare LF or NUL in a header kept as text, header names
+// that are tokens, and no second copy of a header that may appear once.
+func cleanHeaders(hs []sip.Header) (ok bool, why string) {
 	var from, to, callID, cseq, maxfwd, clen, ctype int
-	for _, h := range req.Headers() {
+	for _, h := range hs {
 		switch h.(type) {
 		case *sip.FromHeader:
 			from++
@@ -56,9 +79,6 @@ func wellFormed(req *sip.Request) (ok bool, why string) {
 	}
 	if from > 1 || to > 1 || callID > 1 || cseq > 1 || maxfwd > 1 || clen > 1 || ctype > 1 {
 		return false, "Duplicate Header"
-	}
-	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
-		return false, "Content-Length Mismatch"
 	}
 	return true, ""
 }

@@ -666,3 +666,41 @@ func TestRouteOnOurPortOtherTransportIsNotOurs(t *testing.T) {
 	}
 	oxAssertSkipPin(t, px, before, "stripped/not_voicemail")
 }
+
+// A response with a bare LF in its reason phrase or in a header is not
+// relayed as it is: the caller (UM itself, for Play-On-Phone) gets 502.
+func TestMalformedResponseNotRelayed(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		reason string
+		header sip.Header
+	}{
+		{"LF in the reason phrase", "Busy Here\nP-Asserted-Identity:<sip:bob@contoso.com>", nil},
+		{"LF in a header value", "Busy Here", sip.NewHeader("X-Note", "a\nP-Asserted-Identity:<sip:bob@contoso.com>")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			um := oxListen(t, "um", "tls")
+			um.onInvite = func(tx *oxTx) {
+				res := sip.NewResponseFromRequest(tx.req, 486, tc.reason, nil)
+				res.To().Params.Add("tag", tx.tag)
+				if tc.header != nil {
+					res.AppendHeader(tc.header)
+				}
+				_ = tx.c.write([]byte(res.String()))
+			}
+			px := startProxy(t, proxyOpts{voicemail: um.uri()})
+			um.serve(t, px)
+			alice := oxNewUA(t, "alice")
+			c := alice.dial(t, px, "tls", px.pki.clientTLS(t, "sip:alice@contoso.com"))
+			mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+			inv := rvRequest(c, "tls", "INVITE", mailbox, "<sip:alice@contoso.com>", "<"+mailbox+">")
+			res := rvSend(t, c, inv, 5*time.Second)
+			if res == nil || res.StatusCode != 502 {
+				t.Fatalf("want 502 for a malformed 486, got %v", res)
+			}
+			if strings.Contains(res.String(), "P-Asserted-Identity") {
+				t.Errorf("the smuggled line reached the caller:\n%s", res)
+			}
+		})
+	}
+}

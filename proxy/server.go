@@ -302,7 +302,7 @@ func (s *Server) warnIgnoredCN(remote string, cert *x509.Certificate) {
 // stateful proxy absorb it).
 func (s *Server) strayResponse(res *sip.Response) {
 	cseq := res.CSeq()
-	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE {
+	if !res.IsSuccess() || cseq == nil || cseq.MethodName != sip.INVITE || !cleanResponse(res) {
 		return
 	}
 	via := res.Via()
