@@ -246,21 +246,26 @@ func (s *Server) addressedToUs(req *sip.Request) bool {
 // side this request is travelling to. nil when no Route named us with a
 // token valid for this dialog (see flowTokens).
 func (s *Server) popOurRoutes(req *sip.Request) *Flow {
-	var egress *Flow
+	last, popped := "", false
 	for {
 		rt := firstRoute(req)
 		if rt == nil || !s.routeNamesUs(rt.Address) {
-			return egress
+			break
 		}
-		// Ours to route in-dialog only with a token for this very dialog.
-		egress = nil
-		if tok, ok := rt.Address.UriParams.Get(flowParam); ok {
-			if fl, ok := s.flows.decode(tok, callIDOf(req)); ok {
-				egress = &fl
-			}
-		}
+		last, _ = rt.Address.UriParams.Get(flowParam)
+		popped = true
 		req.RemoveHeader("Route")
 	}
+	// Only the last entry's token counts (it names the side the request
+	// goes to): one MAC to check, not one per entry.
+	if !popped || last == "" {
+		return nil
+	}
+	fl, ok := s.flows.decode(last, callIDOf(req))
+	if !ok {
+		return nil
+	}
+	return &fl
 }
 
 // routeNamesUs: a Route URI naming one of our listeners, or one of our
