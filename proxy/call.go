@@ -95,6 +95,9 @@ func (s *Server) newCall(r *request) *call {
 		canceled: &cancelSignal{ch: make(chan struct{})},
 		closed:   make(chan struct{}),
 	}
+	if s.cfg.Server.RecordRoute && !inDialog(r.Request) {
+		s.dialogs.begin(r.callID, r.in.Source.Addr(), r.Request) // ended in close
+	}
 	sig := c.canceled
 	if !r.tx.OnCancel(func(*sip.Request) { sig.fire() }) {
 		sig.fire()
@@ -301,11 +304,23 @@ func (c *call) onEvent(ev event) {
 }
 
 func (c *call) onResponse(b *branch, res *sip.Response) {
-	code := res.StatusCode
 	if !b.heard {
 		b.heard = true
 		b.silence.Stop()
 	}
+	if !cleanResponse(res) {
+		// Not relayed as it is (see cleanResponse): a provisional one is
+		// dropped, a final one (2xx included) counts as 502 for this
+		// branch and nothing is learned from it.
+		c.s.log.Info("malformed response from the next hop; not relayed", "call_id", c.r.callID, "status", res.StatusCode, "source", res.Source())
+		if res.IsProvisional() || b.done() {
+			return
+		}
+		b.timerC.Stop()
+		b.final = c.own(sip.StatusBadGateway, "Bad Gateway")
+		return
+	}
+	code := res.StatusCode
 	switch {
 	case code == sip.StatusTrying:
 		// Hop by hop; we sent our own.
@@ -356,13 +371,15 @@ func (c *call) learnDialog(res *sip.Response) {
 	}
 	if inDialog(c.r.Request) {
 		if res.IsSuccess() {
-			if a, ok := addrOf(res.Source()); ok {
-				c.s.dialogs.refreshed(c.r.callID, a, res)
+			// The answer to our own request: the other side, by its tag.
+			if a, ok := addrOf(res.Source()); ok && res.To() != nil {
+				tag, _ := res.To().Params.Get("tag")
+				c.s.dialogs.refreshed(c.r.callID, a, res, true, tag)
 			}
 		}
 		return
 	}
-	c.s.dialogs.answered(c.r.callID, c.r.in.Source.Addr(), c.r.Request, res, c.s.routeNamesUs)
+	c.s.dialogs.answered(c.r.callID, res, c.s.routeNamesUs)
 }
 
 // relay sends a downstream response upstream.
@@ -535,8 +552,8 @@ func (c *call) close() {
 		}
 	}
 out:
-	if !c.answered && !inDialog(c.r.Request) {
-		c.s.dialogs.failed(c.r.callID)
+	if c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request) {
+		c.s.dialogs.ended(c.r.callID)
 	}
 	for _, b := range c.branches {
 		b.timerC.Stop()

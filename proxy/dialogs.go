@@ -29,8 +29,8 @@ import (
 // be forged (the usual limit of UDP).
 //
 // Unconfirmed (early) dialogs end when their INVITE fails; a confirmed one
-// older than maxAge is forgotten (a BYE that never came must not hold a
-// drain or memory forever).
+// idle for maxAge (no in-dialog request relayed) is forgotten: a BYE that
+// never came must not hold a drain or memory forever.
 type dialogs struct {
 	mu     sync.Mutex
 	m      map[string]*dialog
@@ -40,17 +40,20 @@ type dialogs struct {
 }
 
 type dialog struct {
-	confirmed []string // callee To tags of the 2xx relayed (forks may answer twice); none while early
-	since     time.Time
-	caller    party // sent the INVITE
-	callee    party // answered it (every fork that answered)
+	confirmed []string  // callee To tags of the 2xx relayed (forks may answer twice); none while early
+	pending   int       // initial INVITE transactions of this Call-ID still running (forks upstream, spirals)
+	since     time.Time // last sign of life: a provisional, the answer, an in-dialog request relayed
+	callerTag string    // From tag of the initial INVITE
+	caller    party     // sent the INVITE
+	callee    party     // answered it (every fork that sent a 1xx or 2xx with a To tag)
 }
 
-// party is one side of a dialog: where its messages come from, and where
-// requests towards it may go.
+// party is one side of a dialog: where its messages come from, its tags,
+// and where requests towards it may go.
 type party struct {
 	addrs []netip.Addr
-	hops  []hop // its Contacts (remote targets) and Record-Route entries
+	tags  []string // callee side: the To tags of its 1xx/2xx
+	hops  []hop    // its Contacts (remote targets) and Record-Route entries
 }
 
 // headed is a request or a response.
@@ -60,21 +63,47 @@ type headed interface{ GetHeader(name string) sip.Header }
 const (
 	maxPartyAddrs = 8
 	maxPartyHops  = 16
-	earlyMaxAge   = 10 * time.Minute // beyond any INVITE transaction (Timer C is at most 1 h, but a call that long is confirmed)
+	earlyMaxAge   = 10 * time.Minute // without any provisional response for that long (Timer C restarts on each)
 )
 
 func newDialogs(maxAge time.Duration, gauge interface{ Set(float64) }) *dialogs {
 	return &dialogs{m: make(map[string]*dialog), maxAge: maxAge, gauge: gauge}
 }
 
+// begin records a record-routed initial INVITE about to be relayed: the
+// caller sent inv from callerAddr. Every begin is matched by one ended.
+// Two transactions may share a Call-ID (a spiral, an upstream fork to two
+// of our users): they share the entry, and each adds its caller.
+func (d *dialogs) begin(callID string, callerAddr netip.Addr, inv *sip.Request) {
+	if callID == "" {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e := d.m[callID]
+	if e == nil {
+		e = &dialog{since: time.Now()}
+		if f := inv.From(); f != nil {
+			e.callerTag, _ = f.Params.Get("tag")
+		}
+		d.m[callID] = e
+	}
+	e.pending++
+	e.caller.learnAddr(callerAddr)
+	e.caller.learnContact(inv)
+	for _, h := range inv.GetHeaders("Record-Route") {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			e.caller.learnHop(rr.Address)
+		}
+	}
+}
+
 // answered records a provisional (early) or 2xx response with a To tag to
-// a record-routed INVITE: the caller sent inv from callerAddr, the callee
-// answered res. ours reports whether a Record-Route URI names this proxy:
-// the entries above ours in the response are the callee's side. With inv
-// nil (a 2xx of a fork that answered after its call ended) only a dialog
-// already known learns of it.
-func (d *dialogs) answered(callID string, callerAddr netip.Addr, inv *sip.Request, res *sip.Response, ours func(sip.Uri) bool) {
-	if callID == "" || res.To() == nil {
+// an INVITE recorded by begin. ours reports whether a Record-Route URI
+// names this proxy: the entries above ours in the response are the
+// callee's side.
+func (d *dialogs) answered(callID string, res *sip.Response, ours func(sip.Uri) bool) {
+	if res.To() == nil {
 		return
 	}
 	tag, _ := res.To().Params.Get("tag")
@@ -85,22 +114,12 @@ func (d *dialogs) answered(callID string, callerAddr netip.Addr, inv *sip.Reques
 	defer d.mu.Unlock()
 	e := d.m[callID]
 	if e == nil {
-		if inv == nil {
-			return
-		}
-		e = &dialog{since: time.Now()}
-		d.m[callID] = e
-		e.caller.learnAddr(callerAddr)
-		e.caller.learnContact(inv)
-		for _, h := range inv.GetHeaders("Record-Route") {
-			if rr, ok := h.(*sip.RecordRouteHeader); ok {
-				e.caller.learnHop(rr.Address)
-			}
-		}
+		return
 	}
 	if addr, ok := addrOf(res.Source()); ok {
 		e.callee.learnAddr(addr)
 	}
+	e.callee.learnTag(tag)
 	e.callee.learnContact(res)
 	for _, h := range res.GetHeaders("Record-Route") {
 		rr, ok := h.(*sip.RecordRouteHeader)
@@ -112,39 +131,72 @@ func (d *dialogs) answered(callID string, callerAddr netip.Addr, inv *sip.Reques
 		}
 		e.callee.learnHop(rr.Address)
 	}
+	e.since = time.Now()
 	if res.IsSuccess() && !slices.Contains(e.confirmed, tag) && len(e.confirmed) < maxPartyAddrs {
 		if len(e.confirmed) == 0 {
 			d.nconf++
-			e.since = time.Now()
 		}
 		e.confirmed = append(e.confirmed, tag)
 		d.gauge.Set(float64(d.nconf))
 	}
 }
 
-// failed ends an early dialog whose INVITE got no 2xx.
-func (d *dialogs) failed(callID string) {
+// ended: an INVITE transaction recorded by begin is over. A dialog that
+// was never confirmed ends with the last of them.
+func (d *dialogs) ended(callID string) {
 	d.mu.Lock()
-	if e, ok := d.m[callID]; ok && len(e.confirmed) == 0 {
-		delete(d.m, callID)
+	if e, ok := d.m[callID]; ok {
+		e.pending--
+		if e.pending <= 0 && len(e.confirmed) == 0 {
+			delete(d.m, callID)
+		}
 	}
 	d.mu.Unlock()
 }
 
 // refreshed records a target refresh that passed (a re-INVITE or UPDATE,
-// or its 2xx): the Contact of m becomes a target of the side it came from.
-func (d *dialogs) refreshed(callID string, from netip.Addr, m headed) {
-	if m.GetHeader("Contact") == nil {
+// or its 2xx): the Contact of m, sent from addr, becomes a target of its
+// sender's side. A sender we cannot identify is placed by its address
+// only (it could write any tag). An identified one (a peer, a certificate,
+// or the next hop answering our own request) is placed by tag, and its
+// new address is learned too: a multi-homed server may refresh from
+// another address than the one it answered from.
+func (d *dialogs) refreshed(callID string, addr netip.Addr, m headed, identified bool, tag string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.m[callID]
+	if !ok {
 		return
 	}
+	e.since = time.Now()
+	if identified && tag != "" {
+		var p *party
+		switch {
+		case tag == e.callerTag:
+			p = &e.caller
+		case slices.Contains(e.callee.tags, tag):
+			p = &e.callee
+		default:
+			return
+		}
+		p.learnAddr(addr)
+		p.learnContact(m)
+		return
+	}
+	if e.caller.has(addr) {
+		e.caller.learnContact(m)
+	}
+	if e.callee.has(addr) {
+		e.callee.learnContact(m)
+	}
+}
+
+// touch notes that a dialog is in use (an identified sender's in-dialog
+// request, which needs no allows).
+func (d *dialogs) touch(callID string) {
 	d.mu.Lock()
 	if e, ok := d.m[callID]; ok {
-		if e.caller.has(from) {
-			e.caller.learnContact(m)
-		}
-		if e.callee.has(from) {
-			e.callee.learnContact(m)
-		}
+		e.since = time.Now()
 	}
 	d.mu.Unlock()
 }
@@ -168,7 +220,9 @@ func (d *dialogs) closed(callID string, bye *sip.Request) {
 	}
 	e.confirmed = slices.DeleteFunc(e.confirmed, func(t string) bool { return t == tags[0] || t == tags[1] })
 	if len(e.confirmed) == 0 {
-		delete(d.m, callID)
+		if e.pending <= 0 {
+			delete(d.m, callID)
+		}
 		d.nconf--
 		d.gauge.Set(float64(d.nconf))
 	}
@@ -186,7 +240,11 @@ func (d *dialogs) allows(callID string, from netip.Addr, next sip.Uri) bool {
 	}
 	// On one host (or behind one NAT) both sides share an address; then
 	// either side's hops will do.
-	return (e.caller.has(from) && e.callee.reaches(next)) || (e.callee.has(from) && e.caller.reaches(next))
+	ok = (e.caller.has(from) && e.callee.reaches(next)) || (e.callee.has(from) && e.caller.reaches(next))
+	if ok {
+		e.since = time.Now() // a call in use is not stale, however long it lasts
+	}
+	return ok
 }
 
 // active is the number of confirmed calls, after forgetting stale entries.
@@ -235,6 +293,12 @@ func (p *party) has(a netip.Addr) bool {
 func (p *party) learnAddr(a netip.Addr) {
 	if a.IsValid() && !p.has(a) && len(p.addrs) < maxPartyAddrs {
 		p.addrs = append(p.addrs, a)
+	}
+}
+
+func (p *party) learnTag(tag string) {
+	if !slices.Contains(p.tags, tag) && len(p.tags) < maxPartyAddrs {
+		p.tags = append(p.tags, tag)
 	}
 }
 

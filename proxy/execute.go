@@ -40,7 +40,8 @@ func (s *Server) execute(r *request, d Decision) {
 		if d.Kind == KindRouteSet && (r.Method == sip.INVITE || r.Method == sip.UPDATE) {
 			// A target refresh: the sender's new Contact is where the
 			// other side's requests may go from now on.
-			s.dialogs.refreshed(r.callID, r.in.Source.Addr(), r.Request)
+			tag, _ := r.From().Params.Get("tag")
+			s.dialogs.refreshed(r.callID, r.in.Source.Addr(), r.Request, r.id.Authenticated(), tag)
 		}
 		if r.Method == sip.INVITE {
 			s.newCall(r).run(d.Targets)
@@ -208,7 +209,8 @@ func (s *Server) upstream(r *request, res *sip.Response) *sip.Response {
 	if !cleanResponse(res) {
 		// Not relayed as it is: the caller gets a 502 for a final
 		// response, nothing for a provisional one.
-		r.logger().Info("malformed response from the next hop; not relayed", "status", res.StatusCode, "source", res.Source())
+		// s.log, not r.logger(): this may run on a retransmission goroutine.
+		s.log.Info("malformed response from the next hop; not relayed", "call_id", r.callID, "status", res.StatusCode, "source", res.Source())
 		if res.IsProvisional() {
 			return nil
 		}
@@ -260,16 +262,20 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 			if res.StatusCode == sip.StatusTrying {
 				continue
 			}
-			if r.Method == sip.UPDATE && res.IsSuccess() {
+			if r.Method == sip.UPDATE && res.IsSuccess() && res.To() != nil {
 				if a, ok := addrOf(res.Source()); ok {
-					s.dialogs.refreshed(r.callID, a, res)
+					tag, _ := res.To().Params.Get("tag")
+					s.dialogs.refreshed(r.callID, a, res, true, tag)
 				}
 			}
 			if up := s.upstream(r, res); up != nil {
 				s.respond(r, up)
 			}
 			if !res.IsProvisional() {
-				if r.Method == sip.BYE {
+				// RFC 3261 15.1.1: a BYE ends the dialog with a 2xx, 481 or
+				// 408; after a 401/407 the same BYE comes again, with
+				// credentials for a hop behind us.
+				if r.Method == sip.BYE && (res.IsSuccess() || res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout) {
 					s.dialogs.closed(r.callID, r.Request)
 				}
 				return

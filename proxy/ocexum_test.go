@@ -199,7 +199,10 @@ type oxUA struct {
 	errs     []error
 	conns    []*oxConn
 	onInvite func(tx *oxTx)
-	pending  map[string]*oxTx // INVITE server transactions by branch
+	// onOther, when set, may answer a non-INVITE request itself (true:
+	// handled) instead of the default 200.
+	onOther func(c *oxConn, req *sip.Request) bool
+	pending map[string]*oxTx // INVITE server transactions by branch
 }
 
 func oxNewUA(t testing.TB, name string) *oxUA {
@@ -334,6 +337,12 @@ func (ua *oxUA) onRequest(c *oxConn, m oxMsg) {
 			ua.mu.Unlock()
 		}()
 	default:
+		ua.mu.Lock()
+		o := ua.onOther
+		ua.mu.Unlock()
+		if o != nil && o(c, req) {
+			return
+		}
 		_ = c.write([]byte(sip.NewResponseFromRequest(req, 200, "OK", nil).String()))
 	}
 }

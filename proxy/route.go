@@ -61,6 +61,9 @@ func (s *Server) route(r *request) Decision {
 	req := r.Request
 	egress := s.popOurRoutes(req)
 
+	if inDialog(req) && r.id.Authenticated() {
+		s.dialogs.touch(r.callID)
+	}
 	if inDialog(req) && !r.id.Authenticated() {
 		// Someone we cannot identify relays only within a dialog we set
 		// up, along our Record-Route, to the other party: otherwise a To
@@ -230,6 +233,17 @@ func (s *Server) isOurAddress(host string, port int, transport string) bool {
 		}
 		if strings.EqualFold(host, l.host) || host == l.bound.Addr().String() {
 			return true
+		}
+	}
+	// On a transport we dial but do not listen on, our Via and Record-Route
+	// name listenerFor's stand-in: our host, that transport's default port.
+	if _, listening := s.byTrans[transport]; transport != "" && !listening {
+		if port == 0 || port == sip.DefaultPort(transport) {
+			for _, l := range s.listeners {
+				if strings.EqualFold(host, l.host) || host == l.bound.Addr().String() {
+					return true
+				}
+			}
 		}
 	}
 	return false

@@ -113,9 +113,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		s.domain[strings.ToLower(d)] = true
 	}
 
-	// Record-Route tokens outlive this process when auth.secret is set:
-	// an instance restarted at the same address (a rolling upgrade), or a
-	// sibling sharing the secret, still routes the dialogs it record-routed.
+	// Record-Route tokens outlive this process when auth.secret is set: an
+	// instance restarted at the same address (a rolling upgrade), or a
+	// sibling sharing the secret, can still read the flows of the dialogs it
+	// record-routed (for identified senders; others need a dialog this
+	// process saw set up, see dialogs).
 	key := make([]byte, 32)
 	if cfg.Auth.Secret != "" {
 		m := hmac.New(sha256.New, []byte(cfg.Auth.Secret))
@@ -309,11 +311,9 @@ func (s *Server) strayResponse(res *sip.Response) {
 	if via == nil || !s.isOurAddress(via.Host, via.Port, via.Transport) {
 		return
 	}
-	if cid := res.CallID(); cid != nil && s.cfg.Server.RecordRoute {
-		// The answer of a fork whose call already ended: its ACK and BYE
-		// are relayed within the dialog, like the first answer's.
-		s.dialogs.answered(cid.Value(), netip.Addr{}, nil, res, s.routeNamesUs)
-	}
+	// Nothing is learned from it for the dialog table: anyone can send a
+	// 2xx with our Via on top, and a retransmitted 2xx of a re-INVITE is
+	// not a new fork.
 	up := res.Clone()
 	up.RemoveHeader("Via")
 	next := up.Via()
