@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"fmt"
 	"net"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,19 +36,9 @@ func TestDialogBYEChallengedDownstreamRetried(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("INVITE: %d %s", res.StatusCode, res.Reason)
 	}
-	var routes []string
-	for _, h := range res.GetHeaders("Record-Route") {
-		routes = append([]string{"Route: " + h.Value()}, routes...)
-	}
-	toTag, _ := res.To().Params.Get("tag")
-	umContact := res.Contact().Address.String()
-	inDialog := func(method string, seq int, extra ...string) oxRaw {
-		m := rvRequest(c, "tcp", method, umContact, "<sip:ext@fabrikam.com>", "<"+mailbox+">;tag="+toTag, append(slices.Clone(routes), extra...)...)
-		m.set("Call-ID", inv.value("Call-ID"))
-		m.set("From", inv.value("From"))
-		m.set("CSeq", fmt.Sprintf("%d %s", seq, method))
-		return m
-	}
+	dlg := rvDialogOf(c, inv, res)
+	umContact := dlg.remote
+	inDialog := func(method string, seq int, extra ...string) oxRaw { return dlg.request(method, "", seq, extra...) }
 	if err := c.write(oxAck(inv, res).bytes()); err != nil {
 		t.Fatal(err)
 	}
@@ -88,11 +77,7 @@ func TestDialogForgedStray2xxTeachesNothing(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("INVITE: %d", res.StatusCode)
 	}
-	var routes []string
-	for _, h := range res.GetHeaders("Record-Route") {
-		routes = append([]string{"Route: " + h.Value()}, routes...)
-	}
-	toTag, _ := res.To().Params.Get("tag")
+	dlg := rvDialogOf(c, inv, res)
 
 	// A made-up 200 OK, sent on mallory's own connection.
 	forged := oxRaw{start: "SIP/2.0 200 OK", lines: []string{
@@ -110,10 +95,7 @@ func TestDialogForgedStray2xxTeachesNothing(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 
-	m := rvRequest(c, "tcp", "MESSAGE", farURI, "<sip:mallory@fabrikam.com>", "<"+mailbox+">;tag="+toTag, routes...)
-	m.set("Call-ID", inv.value("Call-ID"))
-	m.set("From", inv.value("From"))
-	m.set("CSeq", "2 MESSAGE")
+	m := dlg.request("MESSAGE", farURI, 2)
 	r := rvSend(t, c, m, 5*time.Second)
 	if got := rvAt(far.oxUA, "MESSAGE", inv.value("Call-ID"), 500*time.Millisecond); len(got) > 0 {
 		t.Errorf("relayed to a host outside the dialog after a forged stray 200 (response %v)", r.StartLine())
@@ -137,33 +119,16 @@ func TestDialogForwardStagesRefreshAndBye(t *testing.T) {
 	carol.mu.Unlock()
 
 	caller := oxNewUA(t, "caller")
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	nc, err := d.Dial("tcp", px.Addr("tcp"))
-	if err != nil {
-		t.Skip(err)
-	}
-	c := caller.serveConn(nc)
+	c := rvDialFrom(t, caller, px, net.IPv4(127, 0, 0, 2))
 	inv := rvRequest(c, "tcp", "INVITE", "sip:carol@contoso.com", "<sip:ext@fabrikam.com>", "<sip:carol@contoso.com>")
 	inv.set("Contact", fmt.Sprintf("<sip:ext@127.0.0.2:%d;transport=tcp>", c.localPort()))
 	res := c.do(t, inv)
 	if res.StatusCode != 200 {
 		t.Fatalf("INVITE: %d", res.StatusCode)
 	}
-	var routes []string
-	for _, h := range res.GetHeaders("Record-Route") {
-		routes = append([]string{"Route: " + h.Value()}, routes...)
-	}
-	toTag, _ := res.To().Params.Get("tag")
-	umContact := res.Contact().Address.String()
+	dlg := rvDialogOf(c, inv, res)
 	seq := 1
-	inDialog := func(method string, extra ...string) oxRaw {
-		seq++
-		m := rvRequest(c, "tcp", method, umContact, "<sip:ext@fabrikam.com>", "<sip:carol@contoso.com>;tag="+toTag, append(slices.Clone(routes), extra...)...)
-		m.set("Call-ID", inv.value("Call-ID"))
-		m.set("From", inv.value("From"))
-		m.set("CSeq", fmt.Sprintf("%d %s", seq, method))
-		return m
-	}
+	inDialog := func(method string) oxRaw { seq++; return dlg.request(method, "", seq) }
 	if err := c.write(oxAck(inv, res).bytes()); err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,51 @@ func rvAt(ua *oxUA, method, callID string, wait time.Duration) []oxMsg {
 	}
 }
 
+// rvDialFrom connects a raw UA to the proxy's TCP listener from a local
+// address of the test's choosing (127.0.0.2: a party the proxy can tell
+// apart from the others on 127.0.0.1).
+func rvDialFrom(t testing.TB, ua *oxUA, px *testProxy, ip net.IP) *oxConn {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: ip}}
+	nc, err := d.Dial("tcp", px.Addr("tcp"))
+	if err != nil {
+		t.Skipf("cannot dial from %v: %v", ip, err)
+	}
+	return ua.serveConn(nc)
+}
+
+// rvDialog is the caller's side of a dialog it set up with inv on c and
+// the 2xx res: what it needs for in-dialog requests (RFC 3261 12.1.2).
+type rvDialog struct {
+	c      *oxConn
+	inv    oxRaw
+	routes []string // the route set as Route lines: the Record-Route reversed
+	toTag  string
+	remote string // the remote target: the answer's Contact
+}
+
+func rvDialogOf(c *oxConn, inv oxRaw, res *sip.Response) *rvDialog {
+	d := &rvDialog{c: c, inv: inv, remote: res.Contact().Address.String()}
+	for _, h := range res.GetHeaders("Record-Route") {
+		d.routes = append([]string{"Route: " + h.Value()}, d.routes...)
+	}
+	d.toTag, _ = res.To().Params.Get("tag")
+	return d
+}
+
+// request builds an in-dialog request to ruri ("" is the remote target)
+// along the route set, extra lines after it.
+func (d *rvDialog) request(method, ruri string, seq int, extra ...string) oxRaw {
+	if ruri == "" {
+		ruri = d.remote
+	}
+	m := rvRequest(d.c, "tcp", method, ruri, "<sip:x@invalid>", d.inv.value("To")+";tag="+d.toTag, append(slices.Clone(d.routes), extra...)...)
+	m.set("Call-ID", d.inv.value("Call-ID"))
+	m.set("From", d.inv.value("From"))
+	m.set("CSeq", fmt.Sprintf("%d %s", seq, method))
+	return m
+}
+
 // rvHasSkipPinLine reports whether raw bytes carry an Ms-Exchange-Command
 // line for any parser that accepts a bare LF as a line end.
 func rvHasSkipPinLine(raw []byte) bool {
@@ -575,12 +620,7 @@ func TestReplayedRecordRouteNoRelay(t *testing.T) {
 	far.serve(t, px)
 
 	mallory := oxNewUA(t, "mallory")
-	d := &net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	nc, err := d.Dial("tcp", px.Addr("tcp"))
-	if err != nil {
-		t.Skipf("cannot dial from 127.0.0.2: %v", err)
-	}
-	c := mallory.serveConn(nc)
+	c := rvDialFrom(t, mallory, px, net.IPv4(127, 0, 0, 2))
 	farURI := fmt.Sprintf("sip:victim@127.0.0.1:%d;transport=tcp", far.port)
 	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
 	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
@@ -589,22 +629,12 @@ func TestReplayedRecordRouteNoRelay(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("INVITE to the mailbox: %d %s", res.StatusCode, res.Reason)
 	}
-	var routes []string
-	for _, h := range res.GetHeaders("Record-Route") {
-		routes = append([]string{"Route: " + h.Value()}, routes...) // the caller's route set is the reverse
+	dlg := rvDialogOf(c, inv, res)
+	if len(dlg.routes) != 2 {
+		t.Fatalf("Record-Route of the 200: %q", dlg.routes)
 	}
-	if len(routes) != 2 {
-		t.Fatalf("Record-Route of the 200: %q", routes)
-	}
-	toTag, _ := res.To().Params.Get("tag")
-	umContact := res.Contact().Address.String()
-	inDialog := func(method, ruri string, seq int, extra ...string) oxRaw {
-		m := rvRequest(c, "tcp", method, ruri, "<sip:alice@contoso.com>", "<"+mailbox+">;tag="+toTag, append(slices.Clone(routes), extra...)...)
-		m.set("Call-ID", inv.value("Call-ID"))
-		m.set("From", inv.value("From"))
-		m.set("CSeq", fmt.Sprintf("%d %s", seq, method))
-		return m
-	}
+	umContact := dlg.remote
+	inDialog := dlg.request
 
 	ack := inDialog("ACK", umContact, 1)
 	if err := c.write(ack.bytes()); err != nil {
