@@ -472,25 +472,13 @@ func faultInviteOnce(t *testing.T, network, proxy, ruri, tag string, bound time.
 // (the kernel answers SYN with RST), so nothing else can take the port.
 func faultRefusingPort(t *testing.T) int {
 	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sa.(*syscall.SockaddrInet4).Port
+	_, port := faultBoundSocket(t)
+	return port
 }
 
-// faultDroppingPort is a TCP port on 127.0.0.1 that behaves like a host
-// that is down: its listen queue (backlog 0) is full with one connection
-// nobody accepts, so the kernel drops further SYNs and a connect hangs.
-func faultDroppingPort(t *testing.T) int {
+// faultBoundSocket is a TCP socket bound to an ephemeral port on
+// 127.0.0.1 (closed when the test ends), not yet listening.
+func faultBoundSocket(t *testing.T) (fd, port int) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
@@ -500,14 +488,22 @@ func faultDroppingPort(t *testing.T) int {
 	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Listen(fd, 0); err != nil {
-		t.Fatal(err)
-	}
 	sa, err := syscall.Getsockname(fd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := sa.(*syscall.SockaddrInet4).Port
+	return fd, sa.(*syscall.SockaddrInet4).Port
+}
+
+// faultDroppingPort is a TCP port on 127.0.0.1 that behaves like a host
+// that is down: its listen queue (backlog 0) is full with one connection
+// nobody accepts, so the kernel drops further SYNs and a connect hangs.
+func faultDroppingPort(t *testing.T) int {
+	t.Helper()
+	fd, port := faultBoundSocket(t)
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	for range 3 { // fill the queue; the later ones time out
 		if c, err := net.DialTimeout("tcp", addr, 300*time.Millisecond); err == nil {

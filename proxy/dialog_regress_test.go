@@ -62,22 +62,11 @@ func TestDialogBYEChallengedDownstreamRetried(t *testing.T) {
 // forge one, and with it the caller of any mailbox could add a host of its
 // choosing to the callee side of its own call and relay there.
 func TestDialogForgedStray2xxTeachesNothing(t *testing.T) {
-	um := oxListen(t, "um", "tls")
-	far := oxListen(t, "far", "tcp")
-	px := startProxy(t, proxyOpts{voicemail: um.uri()})
-	um.serve(t, px)
-	far.serve(t, px)
-
-	mallory := oxNewUA(t, "mallory")
-	c := mallory.dial(t, px, "tcp", nil)
-	farURI := fmt.Sprintf("sip:victim@127.0.0.1:%d;transport=tcp", far.port)
+	lab := rvNewRelayLab(t)
+	px, far, farURI := lab.px, lab.far, lab.farURI
 	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
-	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
-	res := c.do(t, inv)
-	if res.StatusCode != 200 {
-		t.Fatalf("INVITE: %d", res.StatusCode)
-	}
-	dlg := rvDialogOf(c, inv, res)
+	c := oxNewUA(t, "mallory").dial(t, px, "tcp", nil)
+	inv, dlg := lab.callMailbox(t, c, "")
 
 	// A made-up 200 OK, sent on mallory's own connection.
 	forged := oxRaw{start: "SIP/2.0 200 OK", lines: []string{

@@ -124,6 +124,40 @@ func (d *rvDialog) request(method, ruri string, seq int, extra ...string) oxRaw 
 	return m
 }
 
+// rvRelayLab is a proxy with a UM behind TLS and a far host on TCP that
+// nothing should ever relay to: the setting of the open-relay tests.
+type rvRelayLab struct {
+	px      *testProxy
+	um, far *oxListener
+	farURI  string
+}
+
+func rvNewRelayLab(t testing.TB) *rvRelayLab {
+	um := oxListen(t, "um", "tls")
+	far := oxListen(t, "far", "tcp")
+	px := startProxy(t, proxyOpts{voicemail: um.uri()})
+	um.serve(t, px)
+	far.serve(t, px)
+	return &rvRelayLab{px: px, um: um, far: far, farURI: fmt.Sprintf("sip:victim@127.0.0.1:%d;transport=tcp", far.port)}
+}
+
+// callMailbox places an unauthenticated call from c to alice's mailbox
+// (contact: its Contact, "" for rvRequest's) and returns the INVITE and
+// the caller's side of the answered dialog.
+func (l *rvRelayLab) callMailbox(t testing.TB, c *oxConn, contact string) (oxRaw, *rvDialog) {
+	t.Helper()
+	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
+	if contact != "" {
+		inv.set("Contact", contact)
+	}
+	res := c.do(t, inv)
+	if res.StatusCode != 200 {
+		t.Fatalf("INVITE to the mailbox: %d %s", res.StatusCode, res.Reason)
+	}
+	return inv, rvDialogOf(c, inv, res)
+}
+
 // rvHasSkipPinLine reports whether raw bytes carry an Ms-Exchange-Command
 // line for any parser that accepts a bare LF as a line end.
 func rvHasSkipPinLine(raw []byte) bool {
@@ -613,23 +647,10 @@ func TestBareLFInRequestLineRefused(t *testing.T) {
 // requests to the other party of the dialog (UM's Contact) pass, and none
 // after the BYE.
 func TestReplayedRecordRouteNoRelay(t *testing.T) {
-	um := oxListen(t, "um", "tls")
-	far := oxListen(t, "far", "tcp")
-	px := startProxy(t, proxyOpts{voicemail: um.uri()})
-	um.serve(t, px)
-	far.serve(t, px)
-
-	mallory := oxNewUA(t, "mallory")
-	c := rvDialFrom(t, mallory, px, net.IPv4(127, 0, 0, 2))
-	farURI := fmt.Sprintf("sip:victim@127.0.0.1:%d;transport=tcp", far.port)
-	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
-	inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:mallory@fabrikam.com>", "<"+mailbox+">")
-	inv.set("Contact", "<"+farURI+">")
-	res := c.do(t, inv)
-	if res.StatusCode != 200 {
-		t.Fatalf("INVITE to the mailbox: %d %s", res.StatusCode, res.Reason)
-	}
-	dlg := rvDialogOf(c, inv, res)
+	lab := rvNewRelayLab(t)
+	um, far, px, farURI := lab.um, lab.far, lab.px, lab.farURI
+	c := rvDialFrom(t, oxNewUA(t, "mallory"), px, net.IPv4(127, 0, 0, 2))
+	inv, dlg := lab.callMailbox(t, c, "<"+farURI+">")
 	if len(dlg.routes) != 2 {
 		t.Fatalf("Record-Route of the 200: %q", dlg.routes)
 	}
