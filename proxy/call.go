@@ -379,7 +379,7 @@ func (c *call) learnDialog(res *sip.Response) {
 		}
 		return
 	}
-	c.s.dialogs.answered(c.r.callID, res, c.s.routeNamesUs)
+	c.s.dialogs.answered(c.r.callID, res, c.s.router.RouteNamesUs)
 }
 
 // relay sends a downstream response upstream.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/proxy/router"
 )
 
 // dialogs remembers, by Call-ID, the calls set up through us with our
@@ -339,7 +341,7 @@ func hopOf(u sip.Uri) hop {
 	port := u.Port
 	if port == 0 {
 		port = 5060
-		if strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(transportParam(u), "tls") {
+		if strings.EqualFold(u.Scheme, "sips") || strings.EqualFold(router.TransportParam(u), "tls") {
 			port = 5061
 		}
 	}

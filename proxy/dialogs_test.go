@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/proxy/router"
 )
 
 type gaugeValue struct{ v atomic.Int64 }
@@ -292,12 +294,17 @@ func TestDialogsRefreshByTag(t *testing.T) {
 // name listenerFor's stand-in; they are still ours.
 func TestOwnViaOnUnlistenedTransport(t *testing.T) {
 	udp := &listener{transport: "udp", host: "203.0.113.5", port: 5060, bound: netip.MustParseAddrPort("203.0.113.5:5060")}
-	s := &Server{listeners: []*listener{udp}, byTrans: map[string]*listener{"udp": udp}}
+	rt, err := router.New(router.Config{Domains: []string{"contoso.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{router: rt, byTrans: map[string]*listener{}}
+	s.addListener(udp)
 	l := s.listenerFor("tcp")
-	if !s.isOurAddress(l.host, l.port, l.transport) {
+	if !s.router.IsOurAddress(l.host, l.port, l.transport) {
 		t.Errorf("our own Via SIP/2.0/%s %s:%d is not recognised as ours", l.transport, l.host, l.port)
 	}
-	if s.isOurAddress("203.0.113.5", 5070, "tcp") || s.isOurAddress("203.0.113.6", 5060, "tcp") {
+	if s.router.IsOurAddress("203.0.113.5", 5070, "tcp") || s.router.IsOurAddress("203.0.113.6", 5060, "tcp") {
 		t.Error("another port or host on that transport taken for ours")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/proxy/registrar"
+	"github.com/sipproxy/sipproxy/proxy/router"
 )
 
 // execute carries out a route decision.
@@ -60,7 +61,7 @@ func (s *Server) bindingTargets(aor string) []Target {
 	bs := s.reg.Lookup(aor)
 	out := make([]Target, 0, len(bs))
 	for _, b := range bs {
-		t, ok := targetFromURI(b.Contact, b.Flow.Transport)
+		t, ok := router.TargetOf(b.Contact, b.Flow.Transport)
 		if !ok {
 			continue
 		}
@@ -100,7 +101,7 @@ func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute b
 	}
 
 	// Where it goes: the target's flow while it is open, else its address.
-	hop := Flow{Transport: t.Transport, Remote: t.addr()}
+	hop := Flow{Transport: t.Transport, Remote: t.Addr()}
 	if t.Flow != nil && s.flowOpen(*t.Flow) {
 		hop = *t.Flow
 	}
@@ -165,7 +166,7 @@ func (s *Server) rrHeader(l *listener, f *Flow, callID string) *sip.RecordRouteH
 	u.UriParams.Add("transport", l.transport)
 	u.UriParams.Add("lr", "")
 	var flow Flow
-	if f != nil && f.valid() {
+	if f != nil && f.Valid() {
 		flow = *f
 	}
 	u.UriParams.Add(flowParam, s.flows.encode(flow, callID))

@@ -7,18 +7,12 @@ import (
 	"hash"
 	"strings"
 	"sync"
+
+	"github.com/sipproxy/sipproxy/proxy/router"
 )
 
-// Flow is the path a neighbour reached us on: for TCP and TLS the
-// connection (identified by its remote address), for UDP the source
-// address. Requests towards a client behind NAT must use it, because the
-// Contact it registered is not reachable (RFC 5626 section 3).
-type Flow struct {
-	Transport string // "udp", "tcp", "tls"
-	Remote    string // "ip:port"
-}
-
-func (f Flow) valid() bool { return f.Transport != "" && f.Remote != "" }
+// Flow is the path a neighbour reached us on (see router.Flow).
+type Flow = router.Flow
 
 // flowTokens seal, into every Record-Route entry we insert, the flow of
 // that entry's side (empty when the side has none), bound to the dialog's

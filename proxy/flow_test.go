@@ -5,7 +5,7 @@ import "testing"
 func TestFlowTokens(t *testing.T) {
 	a := newFlowTokens([]byte("key-a"))
 	b := newFlowTokens([]byte("key-b"))
-	for _, f := range []Flow{{"tcp", "10.0.0.1:40000"}, {"tls", "[2001:db8::1]:5061"}, {"udp", "192.0.2.7:5060"}} {
+	for _, f := range []Flow{{Transport: "tcp", Remote: "10.0.0.1:40000"}, {Transport: "tls", Remote: "[2001:db8::1]:5061"}, {Transport: "udp", Remote: "192.0.2.7:5060"}} {
 		tok := a.encode(f, "call-1")
 		got, ok := a.decode(tok, "call-1")
 		if !ok || got != f {

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"strings"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/forwarding"
@@ -21,7 +19,7 @@ func (s *Server) callLocal(r *request) {
 		snap = s.rules.Snapshot()
 	}
 	plan := forwarding.Decide(forwarding.Input{
-		Target:        rules.TargetOf(r.Recipient),
+		Target:        s.planTarget(r.Recipient),
 		Flags:         forwarding.Flags{NoDiversion: r.noDiversion},
 		Rules:         snap,
 		HasBindings:   s.hasBindings,
@@ -72,6 +70,17 @@ func (s *Server) callLocal(r *request) {
 	}
 }
 
+// planTarget names the called user for the forwarding rules as the router
+// locates them: a user dialled by one of our addresses (sip:dave@127.0.0.1)
+// is the same user, with the same rules, as dave@ our domain.
+func (s *Server) planTarget(u sip.Uri) rules.Target {
+	t := rules.TargetOf(u)
+	if loc := s.router.Locate(u); loc.Kind == KindLocal || loc.Kind == KindVoicemail {
+		t.AOR = loc.AOR
+	}
+	return t
+}
+
 func (s *Server) countRetarget(r *request, h forwarding.Hop) {
 	s.m.Forwarding.WithLabelValues(string(h.Kind), "applied").Inc()
 	r.logger().Info("forwarding", "kind", string(h.Kind), "from", h.From.AOR, "to", h.To.URI, "cause", int(h.Cause))
@@ -79,43 +88,27 @@ func (s *Server) countRetarget(r *request, h forwarding.Hop) {
 
 func (s *Server) hasBindings(aor string) bool { return len(s.reg.Lookup(aor)) > 0 }
 
-// planTargets resolves a plan's target to where it rings: a mailbox goes to
-// the voicemail server (with the mailbox in the Request-URI), one of our
-// users to their bindings, anyone else along the static routes. With none,
-// it returns the final response the caller gets.
+// planTargets resolves a plan's target to where it rings, with the same
+// router as the first routing: a mailbox goes to the voicemail servers
+// (with the mailbox in the Request-URI), one of our users to their
+// bindings, anyone else along the static routes. With none, it returns the
+// final response the caller gets.
 func (s *Server) planTargets(t rules.Target) ([]Target, int, string) {
-	u := t.Parsed
-	if t.IsVoicemail() {
-		if s.cfg.Voicemail.URI == "" {
-			return nil, sip.StatusNotFound, "No Voicemail Server"
-		}
-		vt, ok := targetFromURI(s.cfg.Voicemail.Parsed, "")
-		if !ok {
-			return nil, sip.StatusInternalServerError, "Bad Voicemail URI"
-		}
-		vt.URI = u
-		return []Target{vt}, 0, ""
-	}
-	if s.isLocalHost(u.Host, u.Port) {
-		if u.User == "" || !s.users[u.User] {
+	loc := s.router.Locate(t.Parsed)
+	switch loc.Kind {
+	case KindVoicemail, KindStatic:
+		return loc.Targets, 0, ""
+	case KindLocal:
+		if !loc.Known {
 			return nil, sip.StatusNotFound, "Not Found"
 		}
-		ts := s.bindingTargets(s.localAOR(u))
+		ts := s.bindingTargets(loc.AOR)
 		if len(ts) == 0 {
 			return nil, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
 		}
 		return ts, 0, ""
-	}
-	for _, rt := range s.cfg.Routes {
-		if rt.Domain != "*" && !strings.EqualFold(rt.Domain, u.Host) {
-			continue
-		}
-		st, ok := targetFromURI(rt.Parsed, "")
-		if !ok {
-			return nil, sip.StatusInternalServerError, "Bad Route"
-		}
-		st.URI = u
-		return []Target{st}, 0, ""
+	case KindReject:
+		return nil, loc.Code, loc.Reason
 	}
 	return nil, sip.StatusNotFound, "Not Found"
 }

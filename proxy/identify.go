@@ -94,7 +94,7 @@ func (s *Server) identify(r *request) bool {
 		if register {
 			claimed = req.To().Address
 		}
-		if s.isOurDomain(claimed.Host) && !sameUser(r.id.AOR, aor.Of(claimed)) {
+		if s.router.IsOurDomain(claimed.Host) && !sameUser(r.id.AOR, aor.Of(claimed)) {
 			s.reply(r, sip.StatusForbidden, "Identity Does Not Match")
 			return false
 		}
@@ -165,7 +165,7 @@ func (s *Server) needsIdentity(req *sip.Request) bool {
 	}
 	// From names a user of ours only through one of our domains: an IP
 	// in From says nothing about who the user is.
-	return s.isOurDomain(req.From().Address.Host)
+	return s.router.IsOurDomain(req.From().Address.Host)
 }
 
 func (s *Server) challenge(r *request, stale bool) {
@@ -189,11 +189,11 @@ func (s *Server) digestAOR(req *sip.Request, user string) string {
 	if req.Method == sip.REGISTER {
 		u = req.To().Address
 	}
-	if s.isOurDomain(u.Host) {
+	if s.router.IsOurDomain(u.Host) {
 		u.User = user
 		return aor.Of(u)
 	}
-	return user + "@" + strings.ToLower(s.cfg.Server.Domains[0])
+	return user + "@" + s.router.Primary()
 }
 
 // sameUser compares normalised AORs: user part exactly, host case-insensitively.
@@ -221,7 +221,7 @@ func (s *Server) digestURIFits(digestURI string, ruri sip.Uri) bool {
 	if err := sip.ParseUri(digestURI, &u); err != nil {
 		return false
 	}
-	if u.User == "" && s.isLocalHost(u.Host, u.Port) {
+	if u.User == "" && s.router.IsLocal(u.Host, u.Port) {
 		return true
 	}
 	return sameRequestURI(u, ruri)

@@ -43,10 +43,7 @@ func benchServer(b *testing.B) *Server {
 	}
 	for _, lc := range cfg.Server.Listen {
 		l := &listener{transport: lc.Transport, bound: lc.AddrPort, host: lc.AddrPort.Addr().String(), port: int(lc.AddrPort.Port())}
-		s.listeners = append(s.listeners, l)
-		if s.byTrans[l.transport] == nil {
-			s.byTrans[l.transport] = l
-		}
+		s.addListener(l)
 	}
 	return s
 }

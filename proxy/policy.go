@@ -35,8 +35,8 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 		case auth.SourceDigest, auth.SourceCertificate:
 			in.Identity = r.id.AOR
 			// A mailbox addressed by one of our IPs is named in our domain.
-			if !s.isOurDomain(req.Recipient.Host) && s.isLocalHost(req.Recipient.Host, req.Recipient.Port) {
-				in.MailboxAOR = s.localAOR(req.Recipient)
+			if s.router.IsLocal(req.Recipient.Host, req.Recipient.Port) {
+				in.MailboxAOR = s.router.AOR(req.Recipient)
 			}
 		case auth.SourcePeer:
 			in.PeerTrustsSkipPin = r.id.Peer.TrustSkipPin && r.in.Transport == "tls"

@@ -27,6 +27,7 @@ import (
 	"github.com/sipproxy/sipproxy/proxy/auth"
 	"github.com/sipproxy/sipproxy/proxy/limits"
 	"github.com/sipproxy/sipproxy/proxy/registrar"
+	"github.com/sipproxy/sipproxy/proxy/router"
 	"github.com/sipproxy/sipproxy/rules"
 )
 
@@ -54,11 +55,10 @@ type Server struct {
 	sip    *sipgo.Server
 	client *sipgo.Client
 
+	router *router.Router // where requests go; knows our addresses once Start bound them
 	reg    *registrar.Registrar
 	digest *auth.Digest
 	peers  *auth.Peers
-	users  map[string]bool
-	domain map[string]bool
 
 	certs   *peerCerts
 	flows   flowTokens
@@ -105,13 +105,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		m:       opt.Metrics,
 		rules:   opt.Rules,
 		certs:   newPeerCerts(),
-		users:   make(map[string]bool),
-		domain:  make(map[string]bool),
 		byTrans: make(map[string]*listener),
 	}
-	for _, d := range cfg.Server.Domains {
-		s.domain[strings.ToLower(d)] = true
+	rt, err := router.New(routerConfig(cfg))
+	if err != nil {
+		return nil, err
 	}
+	s.router = rt
 
 	// Record-Route tokens outlive this process when auth.secret is set: an
 	// instance restarted at the same address (a rolling upgrade), or a
@@ -138,7 +138,6 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	creds := make(map[string]auth.Credentials, len(cfg.Auth.Users))
 	for _, u := range cfg.Auth.Users {
 		creds[u.User] = auth.CredentialsFor(cfg.Auth.Realm, u)
-		s.users[u.User] = true
 	}
 	s.digest = auth.NewDigest(auth.DigestConfig{
 		Realm:      cfg.Auth.Realm,
@@ -308,7 +307,7 @@ func (s *Server) strayResponse(res *sip.Response) {
 		return
 	}
 	via := res.Via()
-	if via == nil || !s.isOurAddress(via.Host, via.Port, via.Transport) {
+	if via == nil || !s.router.IsOurAddress(via.Host, via.Port, via.Transport) {
 		return
 	}
 	// Nothing is learned from it for the dialog table: anyone can send a
@@ -361,10 +360,7 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 			return fmt.Errorf("listen %s %s: %w", lc.Transport, lc.Addr, err)
 		}
-		s.listeners = append(s.listeners, l)
-		if _, ok := s.byTrans[l.transport]; !ok {
-			s.byTrans[l.transport] = l
-		}
+		s.addListener(l)
 		serve = append(serve, run)
 	}
 	for i, run := range serve {
@@ -451,6 +447,38 @@ func (s *Server) bind(lc config.Listener) (*listener, func() error, error) {
 		l.host = l.bound.Addr().Unmap().String()
 	}
 	return l, run, nil
+}
+
+// addListener records a bound listener: the first of each transport names
+// us in Via and Record-Route on it, and the router learns the address.
+func (s *Server) addListener(l *listener) {
+	s.listeners = append(s.listeners, l)
+	if _, ok := s.byTrans[l.transport]; !ok {
+		s.byTrans[l.transport] = l
+	}
+	ls := make([]router.Listener, len(s.listeners))
+	for i, l := range s.listeners {
+		ls[i] = router.Listener{Transport: l.transport, Host: l.host, Port: l.port, Bound: l.bound}
+	}
+	s.router = s.router.WithListeners(ls)
+}
+
+// routerConfig is the router's slice of the configuration.
+func routerConfig(cfg *config.Config) router.Config {
+	rc := router.Config{Domains: cfg.Server.Domains}
+	for _, u := range cfg.Auth.Users {
+		rc.Users = append(rc.Users, u.User)
+	}
+	if cfg.Voicemail.URI != "" {
+		rc.Voicemail = []sip.Uri{cfg.Voicemail.Parsed}
+	}
+	for _, r := range cfg.Routes {
+		rc.Routes = append(rc.Routes, router.Route{Domain: r.Domain, NextHop: r.Parsed})
+	}
+	for _, p := range cfg.Peers {
+		rc.Peers = append(rc.Peers, router.Peer{Name: p.Name, Names: p.TLSNames, Prefixes: p.Prefixes})
+	}
+	return rc
 }
 
 // Addr returns the bound address of the first listener of a transport

@@ -160,7 +160,7 @@ func (s *Server) looped(r *request) bool {
 	hash := r.loopHash()
 	for _, h := range req.Headers() {
 		via, ok := h.(*sip.ViaHeader)
-		if !ok || !s.isOurAddress(via.Host, via.Port, via.Transport) {
+		if !ok || !s.router.IsOurAddress(via.Host, via.Port, via.Transport) {
 			continue
 		}
 		b, _ := via.Params.Get("branch")
