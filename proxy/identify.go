@@ -94,7 +94,7 @@ func (s *Server) identify(r *request) bool {
 		if register {
 			claimed = req.To().Address
 		}
-		if s.router.IsOurDomain(claimed.Host) && !sameUser(r.id.AOR, aor.Of(claimed)) {
+		if s.router.IsOurDomain(claimed.Host) && !aor.Equal(r.id.AOR, aor.Of(claimed)) {
 			s.reply(r, sip.StatusForbidden, "Identity Does Not Match")
 			return false
 		}
@@ -196,12 +196,6 @@ func (s *Server) digestAOR(req *sip.Request, user string) string {
 	return user + "@" + s.router.Primary()
 }
 
-// sameUser compares normalised AORs: user part exactly, host case-insensitively.
-func sameUser(a, b string) bool {
-	au, ah, _ := strings.Cut(a, "@")
-	bu, bh, _ := strings.Cut(b, "@")
-	return au == bu && strings.EqualFold(ah, bh)
-}
 
 // nonceBinding names where a request came from for digest nonces: the
 // connection (TCP, TLS) or source (UDP). A nonce answered from anywhere else

@@ -8,11 +8,6 @@ import (
 	"github.com/sipproxy/sipproxy/proxy/policy"
 )
 
-const (
-	hdrExchangeCommand = "Ms-Exchange-Command"
-	hdrSensitivity     = "Ms-Sensitivity"
-)
-
 // applyPolicy enforces MS-OCEXUM on a routed request: Ms-Exchange-Command is
 // kept byte for byte only when the skip-pin trust rule holds, and
 // Ms-Sensitivity: private-no-diversion becomes the call's no-diversion flag.
@@ -21,7 +16,7 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 	if r.id.Source != auth.SourcePeer {
 		s.dropAssertedIdentity(r, d)
 	}
-	values := headerValues(req, hdrExchangeCommand)
+	values := headerValues(req, policy.HeaderExchangeCommand)
 	if len(values) > 0 {
 		in := policy.SkipPinInput{
 			Method:      string(req.Method),
@@ -43,18 +38,16 @@ func (s *Server) applyPolicy(r *request, d *Decision) {
 		}
 		dec := policy.SkipPin(in)
 		if dec.Present {
-			decision := "kept"
-			if !dec.Keep {
-				decision = "stripped"
-				removeHeaderAll(req, hdrExchangeCommand)
+			if dec.Strip() {
+				removeHeaderAll(req, policy.HeaderExchangeCommand)
 			}
-			s.m.SkipPin.WithLabelValues(decision, string(dec.Reason)).Inc()
-			r.logger().Info("skip-pin", "decision", decision, "reason", string(dec.Reason),
+			s.m.SkipPin.WithLabelValues(dec.Outcome(), string(dec.Reason)).Inc()
+			r.logger().Info("skip-pin", "decision", dec.Outcome(), "reason", string(dec.Reason),
 				"transport", r.in.Transport, "identity", r.id.AOR, "mailbox", in.MailboxAOR)
 		}
 	}
 	if req.Method == sip.INVITE {
-		r.noDiversion = policy.NoDiversion(headerValues(req, hdrSensitivity))
+		r.noDiversion = policy.NoDiversion(headerValues(req, policy.HeaderSensitivity))
 	}
 }
 

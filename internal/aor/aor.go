@@ -20,6 +20,39 @@ func Of(u sip.Uri) string {
 	return u.User + "@" + host
 }
 
+// Equal compares two normalised AORs "user@host" as RFC 3261 19.1.4
+// compares SIP URIs: the user part exactly, the host ignoring ASCII case
+// (not Unicode case: a host is ASCII, and a look-alike is another host).
+// The host is what follows the last '@'; an AOR without '@' is a bare host
+// and equals only another bare host. Every comparison of users in the
+// proxy (identity against From/To, skip-pin's mailbox owner) is this one.
+func Equal(a, b string) bool {
+	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
+	if (ia < 0) != (ib < 0) {
+		return false
+	}
+	if ia >= 0 && a[:ia] != b[:ib] {
+		return false
+	}
+	ha, hb := a[ia+1:], b[ib+1:]
+	if len(ha) != len(hb) {
+		return false
+	}
+	for i := 0; i < len(ha); i++ {
+		if lower(ha[i]) != lower(hb[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
 // IsMailbox reports whether a URI names a voicemail mailbox: it carries
 // opaque=app:voicemail [MS-OCEXUM] 2.2.1. URI parameter names and this
 // value compare case-insensitively (RFC 3261 19.1.4), so OPAQUE=APP:VOICEMAIL

@@ -53,3 +53,30 @@ func TestIsMailbox(t *testing.T) {
 		}
 	}
 }
+
+func TestEqual(t *testing.T) {
+	for _, tc := range []struct {
+		a, b string
+		eq   bool
+	}{
+		{"alice@contoso.com", "alice@contoso.com", true},
+		{"alice@contoso.com", "alice@CONTOSO.com", true},
+		{"alice@contoso.com", "Alice@contoso.com", false}, // user part is case-sensitive
+		{"alice@contoso.com", "alice@contoso.co", false},
+		{"alice@contoso.com", "alice", false},
+		{"contoso.com", "CONTOSO.COM", true}, // bare hosts
+		{"contoso.com", "@contoso.com", false},
+		{"a@b@contoso.com", "a@b@contoso.com", true}, // host after the last '@'
+		{"a@b@contoso.com", "a@B@contoso.com", false},
+		{"alice@contoſo.com", "alice@contoso.com", false}, // no Unicode folding (U+017F)
+		{"alice@kontoso.com", "alice@Kontoso.com", true},
+		{"alice@\u212aontoso.com", "alice@kontoso.com", false}, // Kelvin sign is not K
+	} {
+		if got := Equal(tc.a, tc.b); got != tc.eq {
+			t.Errorf("Equal(%q, %q) = %v", tc.a, tc.b, got)
+		}
+		if got := Equal(tc.b, tc.a); got != tc.eq {
+			t.Errorf("Equal(%q, %q) = %v (not symmetric)", tc.b, tc.a, got)
+		}
+	}
+}

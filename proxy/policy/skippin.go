@@ -1,6 +1,10 @@
 package policy
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/sipproxy/sipproxy/internal/aor"
+)
 
 // Reason says why a skip-pin header was kept or stripped. It is the reason
 // label of sipproxy_skip_pin_total; the set is fixed (see Reasons).
@@ -151,19 +155,5 @@ func ownsMailbox(identity, from, mailbox string) bool {
 	if at <= 0 || at == len(identity)-1 {
 		return false
 	}
-	return sameAOR(identity, from) && sameAOR(identity, mailbox)
-}
-
-// sameAOR compares two "user@host" AORs: user part exact, host ignoring
-// ASCII case. The host is what follows the last '@' (a host has none);
-// an AOR without '@' is a bare host and equals only another bare host.
-func sameAOR(a, b string) bool {
-	ia, ib := strings.LastIndexByte(a, '@'), strings.LastIndexByte(b, '@')
-	if (ia < 0) != (ib < 0) {
-		return false
-	}
-	if ia >= 0 && a[:ia] != b[:ib] {
-		return false
-	}
-	return equalFoldASCII(a[ia+1:], b[ib+1:])
+	return aor.Equal(identity, from) && aor.Equal(identity, mailbox)
 }
