@@ -35,8 +35,10 @@ type call struct {
 	ours     map[*sip.Response]bool // responses we made up (not relayed from downstream)
 	stage    int                    // current stage; a retarget starts a new one
 	history  *history               // diversions so far, put on the current stage's requests
-	answered bool                   // a 2xx went upstream
-	upCancel bool                   // the caller cancelled
+	// cancelReason is the Reason text of the CANCELs being decided (inCancel).
+	cancelReason string
+	answered     bool // a 2xx went upstream
+	upCancel     bool // the caller cancelled
 }
 
 // cancelSignal is what the server transaction keeps of a call: over UDP it
@@ -47,26 +49,6 @@ type cancelSignal struct {
 }
 
 func (c *cancelSignal) fire() { c.once.Do(func() { close(c.ch) }) }
-
-type branch struct {
-	id     int
-	stage  int
-	target Target
-	out    *sip.Request
-	tx     sip.ClientTransaction
-
-	provisional bool          // a 1xx other than 100 arrived: CANCEL may be sent
-	heard       bool          // any response arrived (100 included)
-	final       *sip.Response // final response received or synthesized
-	wantCancel  bool          // cancel as soon as the rules allow
-	cancelSent  bool
-	cancelWhy   string // Reason header text for the CANCEL
-	timerC      *time.Timer
-	silence     *time.Timer // no_response_timeout: the next hop said nothing at all
-	cancelWait  *time.Timer // after our CANCEL: give the branch up at 64*T1
-}
-
-func (b *branch) done() bool { return b.final != nil }
 
 type eventKind int
 
@@ -249,21 +231,100 @@ func (c *call) onEvent(ev event) {
 	switch ev.kind {
 	case evStarted:
 		b.tx = ev.tx
-		if b.wantCancel && b.provisional && !b.cancelSent {
-			c.sendCancel(b)
-		}
 	case evResponse:
 		c.onResponse(b, ev.res)
 	case evEnded:
 		b.timerC.Stop()
 		b.silence.Stop()
-		if !b.done() {
-			b.final = c.synthesize(ev.err)
-		}
+		c.step(b, inEnded, nil, ev.err)
 	case evCancelled:
-		if b.done() {
-			return
+		c.step(b, inCancelTimeout, nil, nil)
+	case evSilence:
+		c.step(b, inSilence, nil, nil)
+	case evTimerC:
+		c.step(b, inTimerC, nil, nil)
+	}
+}
+
+func (c *call) onResponse(b *branch, res *sip.Response) {
+	b.silence.Stop() // the next hop is alive
+	if !cleanResponse(res) {
+		// Not relayed as it is (see cleanResponse): a provisional one is
+		// dropped, a final one (2xx included) counts as 502 for this
+		// branch and nothing is learned from it.
+		c.s.log.Info("malformed response from the next hop; not relayed", "call_id", c.r.callID, "status", res.StatusCode, "source", res.Source())
+		if !res.IsProvisional() {
+			c.step(b, inMalformed, res, nil)
 		}
+		return
+	}
+	c.step(b, inputOf(res), res, nil)
+}
+
+// step moves a branch along branchTable and carries out the action.
+func (c *call) step(b *branch, in branchInput, res *sip.Response, err error) {
+	tr := branchTable[b.state][in]
+	if tr == nil {
+		return
+	}
+	b.state = tr.next
+	switch tr.act {
+	case aHeard:
+	case aRing:
+		b.timerC.Reset(c.s.cfg.Server.TimerC.Duration)
+		if b.stage == c.stage {
+			c.learnDialog(res)
+			c.relay(res)
+		}
+	case aRingQuiet:
+		b.timerC.Reset(c.s.cfg.Server.TimerC.Duration)
+	case aRingCancel:
+		b.timerC.Reset(c.s.cfg.Server.TimerC.Duration)
+		c.sendCancel(b)
+	case aAnswer:
+		b.timerC.Stop()
+		b.final = res
+		// 16.7 step 5: every 2xx goes upstream at once, whatever else happened.
+		c.answered = true
+		c.learnDialog(res)
+		c.relay(res)
+		c.cancelOthers(b, "Call completed elsewhere")
+	case aFail:
+		b.timerC.Stop()
+		b.final = res
+		if res.StatusCode == sip.StatusRequestTerminated && b.cancelWhy == whyTimerC {
+			// Our own Timer C cancelled it: to the caller that is a timeout.
+			b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
+		}
+		c.globalFailure(b, res)
+	case aLateFinal:
+		b.timerC.Stop()
+		c.globalFailure(b, res)
+	case aEnded:
+		b.final = c.synthesize(err)
+	case aBadGateway:
+		b.timerC.Stop()
+		b.final = c.own(sip.StatusBadGateway, "Bad Gateway")
+	case aTimerCCancel:
+		// 16.8: Timer C fired with a provisional response: the branch is
+		// cancelled, and its 487 becomes the final.
+		b.cancelWhy = whyTimerC
+		c.sendCancel(b)
+	case aTimerCMark:
+		b.cancelWhy = whyTimerC
+	case aGiveUp:
+		// Timer C without a provisional response, or not even 100 Trying
+		// within no_response_timeout: the next hop is dead or unreachable.
+		// Give up on it now rather than after Timer B (32 s).
+		b.timerC.Stop()
+		if b.tx != nil {
+			b.tx.Terminate()
+		}
+		if in == inSilence {
+			c.r.logger().Info("next hop silent; branch given up", "target", b.out.Destination(), "after", c.s.cfg.Server.NoResponseTimeout.Duration.String())
+		}
+		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
+	case aGiveUpCancel:
 		if b.tx != nil {
 			b.tx.Terminate()
 		}
@@ -273,91 +334,18 @@ func (c *call) onEvent(ev event) {
 		} else {
 			b.final = c.own(sip.StatusRequestTerminated, "Request Terminated")
 		}
-	case evSilence:
-		// Not even 100 Trying: the next hop is dead or unreachable. Give
-		// up on it now rather than after Timer B (32 s).
-		if b.done() || b.heard {
-			return
-		}
-		b.timerC.Stop()
-		if b.tx != nil {
-			b.tx.Terminate()
-		}
-		c.r.logger().Info("next hop silent; branch given up", "target", b.out.Destination(), "after", c.s.cfg.Server.NoResponseTimeout.Duration.String())
-		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
-	case evTimerC:
-		// 16.8: Timer C fired. With a provisional response the branch is
-		// cancelled (its 487 becomes the final); without, it is given up.
-		if b.done() {
-			return
-		}
-		if b.provisional {
-			b.wantCancel, b.cancelWhy = true, whyTimerC
-			c.sendCancel(b)
-			return
-		}
-		if b.tx != nil {
-			b.tx.Terminate()
-		}
-		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
+	case aMarkCancel:
+		b.cancelWhy = c.cancelReason
+	case aSendCancel:
+		b.cancelWhy = c.cancelReason
+		c.sendCancel(b)
 	}
 }
 
-func (c *call) onResponse(b *branch, res *sip.Response) {
-	if !b.heard {
-		b.heard = true
-		b.silence.Stop()
-	}
-	if !cleanResponse(res) {
-		// Not relayed as it is (see cleanResponse): a provisional one is
-		// dropped, a final one (2xx included) counts as 502 for this
-		// branch and nothing is learned from it.
-		c.s.log.Info("malformed response from the next hop; not relayed", "call_id", c.r.callID, "status", res.StatusCode, "source", res.Source())
-		if res.IsProvisional() || b.done() {
-			return
-		}
-		b.timerC.Stop()
-		b.final = c.own(sip.StatusBadGateway, "Bad Gateway")
-		return
-	}
-	code := res.StatusCode
-	switch {
-	case code == sip.StatusTrying:
-		// Hop by hop; we sent our own.
-	case code < 200:
-		b.provisional = true
-		b.timerC.Reset(c.s.cfg.Server.TimerC.Duration)
-		if b.wantCancel {
-			if !b.cancelSent && b.tx != nil {
-				c.sendCancel(b)
-			}
-			return // a branch being cancelled no longer speaks for the call
-		}
-		if b.stage == c.stage {
-			c.learnDialog(res)
-			c.relay(res)
-		}
-	case code < 300:
-		b.timerC.Stop()
-		b.final = res
-		// 16.7 step 5: every 2xx goes upstream at once, whatever else happened.
-		c.answered = true
-		c.learnDialog(res)
-		c.relay(res)
-		c.cancelOthers(b, "Call completed elsewhere")
-	default:
-		b.timerC.Stop()
-		if b.final == nil {
-			b.final = res
-			if code == sip.StatusRequestTerminated && b.cancelWhy == whyTimerC {
-				// Our own Timer C cancelled it: to the caller that is a timeout.
-				b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
-			}
-		}
-		if code >= 600 && b.stage == c.stage {
-			// 16.7 step 5: a 6xx ends the search.
-			c.cancelOthers(b, "Global failure")
-		}
+// globalFailure: 16.7 step 5, a 6xx on the current stage ends the search.
+func (c *call) globalFailure(b *branch, res *sip.Response) {
+	if res.StatusCode >= 600 && b.stage == c.stage {
+		c.cancelOthers(b, "Global failure")
 	}
 }
 
@@ -432,27 +420,19 @@ func (c *call) onUpstreamCancel() {
 
 // cancelOthers cancels every pending branch but keep (16.10).
 func (c *call) cancelOthers(keep *branch, why string) {
+	c.cancelReason = why
 	for _, b := range c.branches {
-		if b == keep || b.done() || b.wantCancel {
-			continue
-		}
-		b.wantCancel, b.cancelWhy = true, why
-		if b.provisional && b.tx != nil {
-			c.sendCancel(b)
+		if b != keep {
+			c.step(b, inCancel, nil, nil)
 		}
 	}
 }
 
 // cancelStage cancels the current stage's pending branches (no answer).
 func (c *call) cancelStage(why string) {
+	c.cancelReason = why
 	for _, b := range c.stageBranches() {
-		if b.done() || b.wantCancel {
-			continue
-		}
-		b.wantCancel, b.cancelWhy = true, why
-		if b.provisional && b.tx != nil {
-			c.sendCancel(b)
-		}
+		c.step(b, inCancel, nil, nil)
 	}
 }
 
@@ -460,10 +440,6 @@ func (c *call) cancelStage(why string) {
 // Call-ID, To, From, CSeq number and the single Via of the request, Route
 // copied) and runs its own client transaction.
 func (c *call) sendCancel(b *branch) {
-	if b.cancelSent {
-		return
-	}
-	b.cancelSent = true
 	// RFC 3261 9.1: without a final response 64*T1 after the CANCEL, the
 	// branch is given up (sipgo stops Timer B once a 1xx arrived, so a
 	// next hop ignoring our CANCEL would otherwise hold the call forever).

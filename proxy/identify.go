@@ -196,7 +196,6 @@ func (s *Server) digestAOR(req *sip.Request, user string) string {
 	return user + "@" + s.router.Primary()
 }
 
-
 // nonceBinding names where a request came from for digest nonces: the
 // connection (TCP, TLS) or source (UDP). A nonce answered from anywhere else
 // is stale, so credentials seen on one hop cannot be replayed on another.
