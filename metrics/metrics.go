@@ -27,6 +27,7 @@ type Metrics struct {
 	RulesLastReload     prometheus.Gauge
 	RequestDuration     *prometheus.HistogramVec // method
 	Throttled           *prometheus.CounterVec   // reason
+	Redirects           *prometheus.CounterVec   // outcome
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -54,6 +55,10 @@ func New() *Metrics {
 			Namespace: namespace, Name: "auth_total",
 			Help: "Authentication outcomes: ok, challenged, failed.",
 		}, []string{"result"}),
+		Redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redirects_total",
+			Help: "3xx responses from voicemail servers: followed, or not (not_peer, loop, limit).",
+		}, []string{"outcome"}),
 		TransactionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "transactions_active",
 			Help: "Server transactions the proxy is currently handling.",
@@ -91,7 +96,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
+		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth, m.Redirects,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
 		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
 	)

@@ -129,7 +129,21 @@ type branch struct {
 	silence   *time.Timer // no_response_timeout: the next hop said nothing at all
 	// cancelWait gives the branch up 64*T1 after our CANCEL.
 	cancelWait *time.Timer
+	// next says why a serial stage goes on after this branch: it failed
+	// as a server fails (failover holds which way) or it redirected us.
+	next     string
+	failover string
 }
+
+// Ways a server fails that send a call on to the next server of its pool
+// (RFC 3263 4.3); the reason label of sipproxy_upstream_failover_total.
+const (
+	failTransport  = "transport" // no connection (refused, unreachable, TLS handshake)
+	failTimeout    = "timeout"   // not even 100 Trying within no_response_timeout
+	failOverloaded = "503"       // 503 Service Unavailable
+)
+
+func (b *branch) fail(why string) { b.next, b.failover = why, why }
 
 func (b *branch) done() bool { return b.state == bDone }
 

@@ -37,8 +37,13 @@ type call struct {
 	history  *history               // diversions so far, put on the current stage's requests
 	// cancelReason is the Reason text of the CANCELs being decided (inCancel).
 	cancelReason string
-	answered     bool // a 2xx went upstream
-	upCancel     bool // the caller cancelled
+	// queue is what a serial stage tries next: the pool's remaining
+	// servers, redirect targets in front.
+	queue     []Target
+	redirects int             // redirects followed (at most maxRedirects)
+	visited   map[string]bool // hops and Request-URIs already tried: no redirect loops
+	answered  bool            // a 2xx went upstream
+	upCancel  bool            // the caller cancelled
 }
 
 // cancelSignal is what the server transaction keeps of a call: over UDP it
@@ -91,9 +96,9 @@ func (s *Server) newCall(r *request) *call {
 }
 
 // run is a single stage to fixed targets, then the best response upstream.
-func (c *call) run(targets []Target) {
+func (c *call) run(targets []Target, serial bool) {
 	defer c.close()
-	out := c.runStage(targets, 0)
+	out := c.runStage(targets, serial, 0)
 	if !out.answered && !out.canceled {
 		c.sendFinal(out.best)
 	}
@@ -109,9 +114,12 @@ type outcome struct {
 
 // runStage forks the request to targets and processes events until the
 // stage is decided: answered, cancelled, every branch final, or (when
-// noAnswer > 0) nobody answered in time.
-func (c *call) runStage(targets []Target, noAnswer time.Duration) outcome {
+// noAnswer > 0) nobody answered in time. Serial targets are servers of a
+// pool: one at a time, the next when one fails as a server fails (RFC 3263
+// 4.3: no connection, 503, silence) or redirects us (16.5).
+func (c *call) runStage(targets []Target, serial bool, noAnswer time.Duration) outcome {
 	c.stage++
+	c.queue = nil
 	select {
 	case <-c.canceled.ch: // cancelled before we got here: ring nobody
 		c.onUpstreamCancel()
@@ -120,8 +128,13 @@ func (c *call) runStage(targets []Target, noAnswer time.Duration) outcome {
 	if c.upCancel {
 		return outcome{canceled: true}
 	}
-	for _, t := range targets {
-		c.fork(t)
+	if serial {
+		c.queue = c.s.expand(targets)
+		c.forkNext()
+	} else {
+		for _, t := range targets {
+			c.fork(t)
+		}
 	}
 	var timeout <-chan time.Time
 	if noAnswer > 0 {
@@ -137,6 +150,15 @@ func (c *call) runStage(targets []Target, noAnswer time.Duration) outcome {
 			return outcome{canceled: true}
 		}
 		if c.stageDone() {
+			last := c.branches[len(c.branches)-1]
+			if serial && last.next != "" && c.forkNext() {
+				continue
+			}
+			if serial && last.failover != "" {
+				// Every server of the pool failed as a server: the call
+				// did not fail, the servers did (RFC 3263 4.3).
+				return outcome{best: c.own(sip.StatusServiceUnavailable, "Service Unavailable")}
+			}
 			return outcome{best: bestResponse(c.stageBranches())}
 		}
 		select {
@@ -170,10 +192,26 @@ func (c *call) stageDone() bool {
 	return true
 }
 
+// forkNext starts the next target of a serial stage; false when none is left.
+func (c *call) forkNext() bool {
+	if len(c.queue) == 0 {
+		return false
+	}
+	t := c.queue[0]
+	c.queue = c.queue[1:]
+	c.fork(t)
+	return true
+}
+
 // fork starts one branch. The client transaction is created in the
 // branch's own goroutine: connection set-up must not hold up the call.
 func (c *call) fork(t Target) {
-	out, _ := c.s.prepare(c.r, t, c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request))
+	out, hop := c.s.prepare(c.r, t, c.s.cfg.Server.RecordRoute && !inDialog(c.r.Request))
+	c.s.checkHop(c.r, out, t, hop)
+	if c.visited == nil {
+		c.visited = make(map[string]bool)
+	}
+	c.visited[hopKey(t)] = true
 	c.history.apply(out)
 	b := &branch{id: len(c.branches), stage: c.stage, target: t, out: out}
 	c.branches = append(c.branches, b)
@@ -291,7 +329,14 @@ func (c *call) step(b *branch, in branchInput, res *sip.Response, err error) {
 		c.cancelOthers(b, "Call completed elsewhere")
 	case aFail:
 		b.timerC.Stop()
+		if res.StatusCode >= 300 && res.StatusCode < 400 && b.target.Voicemail && c.redirect(b, res) {
+			b.next = "redirect" // the 3xx speaks for nobody now: the new targets will
+			return
+		}
 		b.final = res
+		if res.StatusCode == sip.StatusServiceUnavailable {
+			b.fail(failOverloaded)
+		}
 		if res.StatusCode == sip.StatusRequestTerminated && b.cancelWhy == whyTimerC {
 			// Our own Timer C cancelled it: to the caller that is a timeout.
 			b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
@@ -302,6 +347,9 @@ func (c *call) step(b *branch, in branchInput, res *sip.Response, err error) {
 		c.globalFailure(b, res)
 	case aEnded:
 		b.final = c.synthesize(err)
+		if b.final.StatusCode == sip.StatusServiceUnavailable {
+			b.fail(failTransport)
+		}
 	case aBadGateway:
 		b.timerC.Stop()
 		b.final = c.own(sip.StatusBadGateway, "Bad Gateway")
@@ -320,10 +368,11 @@ func (c *call) step(b *branch, in branchInput, res *sip.Response, err error) {
 		if b.tx != nil {
 			b.tx.Terminate()
 		}
+		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
 		if in == inSilence {
 			c.r.logger().Info("next hop silent; branch given up", "target", b.out.Destination(), "after", c.s.cfg.Server.NoResponseTimeout.Duration.String())
+			b.fail(failTimeout)
 		}
-		b.final = c.own(sip.StatusRequestTimeout, "Request Timeout")
 	case aGiveUpCancel:
 		if b.tx != nil {
 			b.tx.Terminate()

@@ -45,7 +45,9 @@ func (s *Server) execute(r *request, d Decision) {
 			s.dialogs.refreshed(r.callID, r.in.Source.Addr(), r.Request, r.id.Authenticated(), tag)
 		}
 		if r.Method == sip.INVITE {
-			s.newCall(r).run(d.Targets)
+			// Voicemail servers and next hops are server pools, tried one
+			// after the other (RFC 3263 4.3); a route set names one hop.
+			s.newCall(r).run(d.Targets, d.Kind == KindVoicemail || d.Kind == KindStatic)
 			return
 		}
 		s.forwardNonInvite(r, d.Targets[0])

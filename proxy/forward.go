@@ -40,16 +40,16 @@ func (s *Server) callLocal(r *request) {
 			r.logger().Info("forwarding not followed", "kind", string(st.Kind), "from", st.From.AOR, "to", st.To.AOR, "reason", string(st.Reason))
 		}
 		c.history = historyHeaders(plan)
-		targets, code, reason := s.planTargets(plan.Target)
+		targets, serial, code, reason := s.planTargets(plan.Target)
 		var out outcome
 		if len(targets) == 0 {
 			out = outcome{best: c.own(code, reason)}
 		} else {
 			var after = plan.NoAnswer
 			if after != nil {
-				out = c.runStage(targets, after.After)
+				out = c.runStage(targets, serial, after.After)
 			} else {
-				out = c.runStage(targets, 0)
+				out = c.runStage(targets, serial, 0)
 			}
 		}
 		var next *forwarding.Retarget
@@ -92,25 +92,26 @@ func (s *Server) hasBindings(aor string) bool { return len(s.reg.Lookup(aor)) > 
 // router as the first routing: a mailbox goes to the voicemail servers
 // (with the mailbox in the Request-URI), one of our users to their
 // bindings, anyone else along the static routes. With none, it returns the
-// final response the caller gets.
-func (s *Server) planTargets(t rules.Target) ([]Target, int, string) {
+// final response the caller gets. Servers (voicemail, next hops) are rung
+// one after the other (serial), a user's bindings all at once.
+func (s *Server) planTargets(t rules.Target) (targets []Target, serial bool, code int, reason string) {
 	loc := s.router.Locate(t.Parsed)
 	switch loc.Kind {
 	case KindVoicemail, KindStatic:
-		return loc.Targets, 0, ""
+		return loc.Targets, true, 0, ""
 	case KindLocal:
 		if !loc.Known {
-			return nil, sip.StatusNotFound, "Not Found"
+			return nil, false, sip.StatusNotFound, "Not Found"
 		}
 		ts := s.bindingTargets(loc.AOR)
 		if len(ts) == 0 {
-			return nil, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
+			return nil, false, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable"
 		}
-		return ts, 0, ""
+		return ts, false, 0, ""
 	case KindReject:
-		return nil, loc.Code, loc.Reason
+		return nil, false, loc.Code, loc.Reason
 	}
-	return nil, sip.StatusNotFound, "Not Found"
+	return nil, false, sip.StatusNotFound, "Not Found"
 }
 
 // historyHeaders are the History-Info (RFC 7044, causes per RFC 4458) and

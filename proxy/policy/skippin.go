@@ -19,6 +19,10 @@ const (
 	ReasonUnauthenticated  Reason = "unauthenticated"   // no identity and not a skip-pin trusted peer
 	ReasonIdentityMismatch Reason = "identity_mismatch" // identity is not both the From user and the mailbox
 	ReasonNotVoicemail     Reason = "not_voicemail"     // it is not routed to the voicemail server
+	// ReasonHopNotTLS: the branch towards the voicemail server (a pool
+	// member, a failover or a redirect) does not travel over TLS, so UM
+	// could not tell a trusted skip-pin from anyone's (HopKeepsSkipPin).
+	ReasonHopNotTLS Reason = "hop_not_tls"
 )
 
 // Reasons for keeping.
@@ -32,7 +36,7 @@ const (
 func Reasons() []Reason {
 	return []Reason{
 		ReasonNotInvite, ReasonBadValue, ReasonNotTLS, ReasonUnauthenticated,
-		ReasonIdentityMismatch, ReasonNotVoicemail,
+		ReasonIdentityMismatch, ReasonNotVoicemail, ReasonHopNotTLS,
 		ReasonOwnMailbox, ReasonTrustedPeer,
 	}
 }
@@ -156,4 +160,20 @@ func ownsMailbox(identity, from, mailbox string) bool {
 		return false
 	}
 	return aor.Equal(identity, from) && aor.Equal(identity, mailbox)
+}
+
+// HopKeepsSkipPin is the skip-pin rule checked again for every branch of a
+// request SkipPin kept: each server of a voicemail pool, each failover and
+// each redirect is a new hop, and the header may travel only over TLS to a
+// voicemail server (a configured one, or a trusted peer UM redirected us
+// to). It returns "" when the branch keeps the header, else why it must
+// be removed from that branch.
+func HopKeepsSkipPin(hopTransport string, toVoicemail bool) Reason {
+	if !toVoicemail {
+		return ReasonNotVoicemail
+	}
+	if !equalFoldASCII(hopTransport, "tls") {
+		return ReasonHopNotTLS
+	}
+	return ""
 }

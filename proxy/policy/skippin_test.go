@@ -309,6 +309,7 @@ func TestSkipPinDecisionLabels(t *testing.T) {
 func TestReasons(t *testing.T) {
 	want := []policy.Reason{
 		"not_invite", "bad_value", "not_tls", "unauthenticated", "identity_mismatch", "not_voicemail",
+		"hop_not_tls", // issue 9: every branch towards a voicemail pool is checked again
 		"own_mailbox", "trusted_peer",
 	}
 	if got := policy.Reasons(); !slices.Equal(got, want) {
@@ -326,6 +327,28 @@ func TestReasons(t *testing.T) {
 		}
 		if d.Keep != d.Reason.Kept() {
 			t.Errorf("%v: Keep=%t but reason %q", r, d.Keep, d.Reason)
+		}
+	}
+}
+
+// TestHopKeepsSkipPin: a kept skip-pin travels only over TLS to a
+// voicemail server, checked for every branch (pool member, failover,
+// redirect).
+func TestHopKeepsSkipPin(t *testing.T) {
+	for _, tc := range []struct {
+		transport string
+		voicemail bool
+		want      policy.Reason
+	}{
+		{"tls", true, ""},
+		{"TLS", true, ""},
+		{"tcp", true, policy.ReasonHopNotTLS},
+		{"udp", true, policy.ReasonHopNotTLS},
+		{"tls", false, policy.ReasonNotVoicemail},
+		{"tcp", false, policy.ReasonNotVoicemail},
+	} {
+		if got := policy.HopKeepsSkipPin(tc.transport, tc.voicemail); got != tc.want {
+			t.Errorf("HopKeepsSkipPin(%q, %v) = %q, want %q", tc.transport, tc.voicemail, got, tc.want)
 		}
 	}
 }

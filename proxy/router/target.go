@@ -32,6 +32,9 @@ type Target struct {
 	// when neither the transport nor the port is given.
 	Explicit bool
 	Flow     *Flow // deliver over this flow when it is still open
+	// Voicemail: the hop is a voicemail (UM) server, a configured one or a
+	// peer UM redirected us to; the only hop skip-pin may travel to.
+	Voicemail bool
 }
 
 // TargetOf derives next hop address and transport from a SIP URI (RFC 3263
