@@ -439,3 +439,29 @@ func TestNewErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestCNAME: a recursive server answers a name that is an alias with the
+// CNAME chain and the addresses; the answer is kept for the smallest TTL
+// of the chain.
+func TestCNAME(t *testing.T) {
+	alias, _ := dns.NewRR("alias.test. 5 IN CNAME um.test.")
+	target, _ := dns.NewRR("um.test. 60 IN A 10.0.0.1")
+	z := &zone{records: map[question][]dns.RR{{"alias.test.", dns.TypeA}: {alias, target}}}
+	clk := newClock()
+	r, err := New(Options{Server: startZone(t, z), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := uri(t, "sip:alias.test:5060;transport=tcp")
+	eps, err := r.Resolve(context.Background(), u)
+	if err != nil || !slices.Equal(keys(eps), []string{"tcp:10.0.0.1:5060"}) {
+		t.Fatalf("Resolve = %q, %v", keys(eps), err)
+	}
+	clk.advance(6 * time.Second)
+	if _, err := r.Resolve(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+	if n := z.count("alias.test.", dns.TypeA); n != 2 {
+		t.Errorf("A alias.test asked %d times, want 2 (the CNAME's 5s TTL passed)", n)
+	}
+}
