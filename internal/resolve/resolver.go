@@ -73,9 +73,10 @@ type Resolver struct {
 	udp, tcp   *dns.Client
 	flights    singleflight.Group
 
-	mu    sync.Mutex
-	rand  *rand.Rand
-	cache map[cacheKey]cacheEntry
+	mu         sync.Mutex
+	rand       *rand.Rand
+	cache      map[cacheKey]cacheEntry
+	maxEntries int // maxEntries; smaller in tests
 }
 
 type cacheKey struct {
@@ -99,6 +100,7 @@ func New(opts Options) (*Resolver, error) {
 		udp:        &dns.Client{Net: "udp"},
 		tcp:        &dns.Client{Net: "tcp"},
 		cache:      map[cacheKey]cacheEntry{},
+		maxEntries: maxEntries,
 	}
 	if r.transports == nil {
 		r.transports = []string{"tls", "tcp", "udp"}
@@ -315,14 +317,14 @@ func (r *Resolver) store(key cacheKey, a answer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	if _, ok := r.cache[key]; !ok && len(r.cache) >= maxEntries {
+	if _, ok := r.cache[key]; !ok && len(r.cache) >= r.maxEntries {
 		for k, e := range r.cache {
 			if now.After(e.staleUntil) {
 				delete(r.cache, k)
 			}
 		}
 		for k := range r.cache {
-			if len(r.cache) < maxEntries {
+			if len(r.cache) < r.maxEntries {
 				break
 			}
 			delete(r.cache, k)

@@ -465,3 +465,39 @@ func TestCNAME(t *testing.T) {
 		t.Errorf("A alias.test asked %d times, want 2 (the CNAME's 5s TTL passed)", n)
 	}
 }
+
+// TestCacheBound: the cache never holds more than its bound; answers too
+// old to serve stale go first.
+func TestCacheBound(t *testing.T) {
+	z := &zone{}
+	z.add(t, "a.test. 1 IN A 10.0.0.1", "b.test. 60 IN A 10.0.0.2", "c.test. 60 IN A 10.0.0.3")
+	clk := newClock()
+	r, err := New(Options{Server: startZone(t, z), Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.maxEntries = 2
+	resolveA := func(host string) {
+		t.Helper()
+		if _, err := r.Resolve(context.Background(), uri(t, "sip:"+host+":5060")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolveA("a.test") // A and AAAA (negative): two entries
+	clk.advance(staleFor + 2*time.Second)
+	resolveA("b.test")
+	r.mu.Lock()
+	_, keptA := r.cache[cacheKey{"a.test.", dns.TypeA}]
+	n := len(r.cache)
+	r.mu.Unlock()
+	if keptA {
+		t.Error("a.test's expired answer was kept over b.test's")
+	}
+	resolveA("c.test")
+	r.mu.Lock()
+	m := len(r.cache)
+	r.mu.Unlock()
+	if n > 2 || m > 2 {
+		t.Errorf("cache holds %d then %d entries, bound 2", n, m)
+	}
+}
