@@ -38,6 +38,8 @@ voicemail:
 		Resolver:  res,
 		Up:        m.UpstreamUp,
 		Failovers: m.UpstreamFailovers,
+		// With voicemail.probe_interval 0 (no prober), also set Retry
+		// (say 30s), or a target taken out by failed calls stays out.
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,15 @@ type Config struct {
 	Failovers *prometheus.CounterVec
 	// Log receives state changes and resolution failures; nil discards.
 	Log *slog.Logger
+	// Retry, when not 0, offers a down target to calls again once this
+	// long has passed since its last failure, so that the call engine's
+	// reports can find it back. Set it when there is no Prober (probing
+	// off): otherwise a target taken out by two failed calls would stay
+	// out for good. With a Prober, leave it 0: probes bring targets back
+	// without costing a caller a timeout.
+	Retry time.Duration
+	// Now is the clock Retry is measured with. Default time.Now.
+	Now func() time.Time
 }
 
 // Pool is an ordered set of upstream targets and their health. It is safe
@@ -44,10 +54,18 @@ type Pool struct {
 	up        *prometheus.GaugeVec
 	failovers *prometheus.CounterVec
 	log       *slog.Logger
+	retry     time.Duration
+	now       func() time.Time
 
 	mu      sync.Mutex
-	health  map[string]Health // by Endpoint.Key()
-	lastErr []string          // per URI: the last resolution error logged ("" when it resolved)
+	health  map[string]state // by Endpoint.Key()
+	lastErr []string         // per URI: the last resolution error logged ("" when it resolved)
+}
+
+// state is one endpoint's health and, when down, when it last failed.
+type state struct {
+	Health
+	failed time.Time
 }
 
 // New returns a Pool of c.URIs.
@@ -62,13 +80,19 @@ func New(c Config) (*Pool, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	now := c.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Pool{
 		uris:      c.URIs,
 		res:       c.Resolver,
 		up:        c.Up,
 		failovers: c.Failovers,
 		log:       log,
-		health:    map[string]Health{},
+		retry:     c.Retry,
+		now:       now,
+		health:    map[string]state{},
 		lastErr:   make([]string, len(c.URIs)),
 	}, nil
 }
@@ -104,7 +128,10 @@ func (p *Pool) Endpoints(ctx context.Context) ([]Endpoint, error) {
 }
 
 // Targets returns the endpoints to try for a request, in order: those in
-// service (up or suspect).
+// service (up or suspect), and down ones whose Retry time has come. The
+// latter keep their place: a preferred server that is back should get its
+// calls back, and while it is not, the calls in flight until the first
+// failure is reported lose one no_response_timeout each, then fail over.
 //
 // When every endpoint is down, it returns them all, in order, where
 // Kamailio's dispatcher returns none. Voicemail is where calls go when
@@ -120,9 +147,11 @@ func (p *Pool) Targets(ctx context.Context) ([]Endpoint, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := p.now()
 	in := make([]Endpoint, 0, len(all))
 	for _, e := range all {
-		if p.health[e.Key()].InService() {
+		st := p.health[e.Key()]
+		if st.InService() || p.retry > 0 && now.Sub(st.failed) >= p.retry {
 			in = append(in, e)
 		}
 	}
@@ -136,7 +165,7 @@ func (p *Pool) Targets(ctx context.Context) ([]Endpoint, error) {
 func (p *Pool) Health(e Endpoint) Health {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.health[e.Key()]
+	return p.health[e.Key()].Health
 }
 
 // Report records the outcome of sending a request to e: ok when it gave a
@@ -154,9 +183,13 @@ func (p *Pool) Report(e Endpoint, ok bool, reason string) {
 func (p *Pool) observe(e Endpoint, ok bool, reason string) {
 	k := e.Key()
 	p.mu.Lock()
-	from := p.health[k]
-	to := from.next(ok)
-	p.health[k] = to
+	st := p.health[k]
+	from, to := st.Health, st.next(ok)
+	st.Health = to
+	if to == Down {
+		st.failed = p.now()
+	}
+	p.health[k] = st
 	p.mu.Unlock()
 	p.publish(k, to)
 	if from.InService() != to.InService() {
@@ -180,7 +213,7 @@ func (p *Pool) track(eps []Endpoint, complete bool) {
 		k := e.Key()
 		current[k] = true
 		if _, ok := p.health[k]; !ok {
-			p.health[k] = Up
+			p.health[k] = state{Health: Up}
 			added = append(added, k)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -198,3 +199,51 @@ func TestNewErrors(t *testing.T) {
 		t.Error("a pool without resolver was accepted")
 	}
 }
+
+// TestRetry: without probes, a down target is offered again Retry after
+// its last failure, in its place; a failure then holds it out for another
+// Retry, an answer brings it back.
+func TestRetry(t *testing.T) {
+	f := &fakeResolver{answers: map[string][]Endpoint{
+		"sips:um1.test": {ep("10.0.0.1", 5061)},
+		"sips:um2.test": {ep("10.0.0.2", 5061)},
+	}, errs: map[string]error{}}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	p, err := New(Config{URIs: uris(t, "sips:um1.test", "sips:um2.test"), Resolver: f,
+		Retry: 30 * time.Second, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const a, b = "tls:10.0.0.1:5061", "tls:10.0.0.2:5061"
+	ea := ep("10.0.0.1", 5061)
+	steps := []struct {
+		name    string
+		advance time.Duration
+		report  *bool // reported for a after advancing, nil for none
+		want    []string
+	}{
+		{"two failures take it out", 0, ptr(false), []string{b}},
+		{"before Retry", 29 * time.Second, nil, []string{b}},
+		{"Retry passed: offered in its place", time.Second, nil, []string{a, b}},
+		{"failing again: out for another Retry", 0, ptr(false), []string{b}},
+		{"still out", 29 * time.Second, nil, []string{b}},
+		{"offered again", time.Second, nil, []string{a, b}},
+		{"an answer brings it back", 0, ptr(true), []string{a, b}},
+	}
+	p.Report(ea, false, "timeout") // suspect; the first step's report makes it down
+	for _, st := range steps {
+		now = now.Add(st.advance)
+		if st.report != nil {
+			p.Report(ea, *st.report, "timeout")
+		}
+		got, err := p.Targets(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(keysOf(got), st.want) {
+			t.Errorf("%s: Targets = %q, want %q", st.name, keysOf(got), st.want)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
