@@ -7,5 +7,7 @@
 // It is a foundation for the call engine and the upstream pool: it asks a
 // DNS server (the configured one, or the system's from /etc/resolv.conf)
 // and keeps the answers for their TTL, but it opens no SIP sockets and
-// knows nothing of requests. A URI with a numeric IP never causes a query.
+// knows nothing of requests. A URI with a numeric IP never causes a query,
+// and neither does a name listed in /etc/hosts, which is answered from
+// there as the system's own resolver would.
 package resolve

@@ -58,6 +58,11 @@ type Options struct {
 	Timeout time.Duration
 	// Now is the clock TTLs are measured with. Default time.Now.
 	Now func() time.Time
+	// HostsFile is read once, by New: a name it lists is answered from it
+	// and DNS is not asked (not even for SRV), as the system's resolver
+	// and so every other program on the machine does. Default /etc/hosts;
+	// os.DevNull for none.
+	HostsFile string
 	// Rand draws the weighted SRV order. Default: a randomly seeded source.
 	// It is used under the Resolver's lock (rand.Rand is not safe for
 	// concurrent use), so a test may pass a seeded one.
@@ -72,6 +77,7 @@ type Resolver struct {
 	now        func() time.Time
 	udp, tcp   *dns.Client
 	flights    singleflight.Group
+	hosts      map[string][]netip.Addr // from the hosts file, by lower-case name
 
 	mu         sync.Mutex
 	rand       *rand.Rand
@@ -116,6 +122,11 @@ func New(opts Options) (*Resolver, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
+	hostsFile := opts.HostsFile
+	if hostsFile == "" {
+		hostsFile = "/etc/hosts"
+	}
+	r.hosts = readHosts(hostsFile)
 	if r.rand == nil {
 		r.rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
@@ -151,7 +162,8 @@ func systemServers(path string) []string {
 //     for a name without port the first of Options.Transports that has
 //     SRV records (_sips._tcp for TLS, _sip._tcp, _sip._udp), or else UDP
 //     (TLS for sips:);
-//   - a numeric IP is the only endpoint (no query at all);
+//   - a numeric IP is the only endpoint (no query at all), and so are the
+//     addresses of a name in the hosts file (Options.HostsFile);
 //   - a name with a port is looked up with A and AAAA only (4.2);
 //   - a name without a port is looked up with SRV; the targets come in RFC
 //     2782 order (priority, then a weighted draw made on every call), each
@@ -188,6 +200,9 @@ func (r *Resolver) resolve(ctx context.Context, u sip.Uri) ([]Endpoint, error) {
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return []Endpoint{{Host: ip.String(), Port: portOr(u.Port, fallback), Transport: fallback, Name: host}}, nil
+	}
+	if addrs, ok := r.hosts[strings.TrimSuffix(strings.ToLower(host), ".")]; ok {
+		return endpoints(addrs, portOr(u.Port, fallback), fallback, host, ""), nil
 	}
 	if u.Port != 0 {
 		return r.hostEndpoints(ctx, host, u.Port, fallback, host, "")
@@ -260,11 +275,16 @@ func (r *Resolver) hostEndpoints(ctx context.Context, host string, port int, tra
 		}
 		return nil, fmt.Errorf("%s has no A or AAAA record: %w", host, ErrNotFound)
 	}
+	return endpoints(addrs, portOr(port, transport), transport, name, srv), nil
+}
+
+// endpoints makes an endpoint of every address.
+func endpoints(addrs []netip.Addr, port int, transport, name, srv string) []Endpoint {
 	out := make([]Endpoint, len(addrs))
 	for i, ip := range addrs {
-		out[i] = Endpoint{Host: ip.String(), Port: portOr(port, transport), Transport: transport, Name: name, SRV: srv}
+		out[i] = Endpoint{Host: ip.String(), Port: port, Transport: transport, Name: name, SRV: srv}
 	}
-	return out, nil
+	return out
 }
 
 // lookup answers one question from the cache while its TTL lasts, else

@@ -501,3 +501,46 @@ func TestCacheBound(t *testing.T) {
 		t.Errorf("cache holds %d then %d entries, bound 2", n, m)
 	}
 }
+
+// TestHostsFile: names in the hosts file are answered from it, IPv4 first,
+// without asking DNS (not even SRV); other names go to DNS.
+func TestHostsFile(t *testing.T) {
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	if err := os.WriteFile(hosts, []byte(`# lab
+::1        localhost um.lab   # IPv6 first in the file
+127.0.0.1  localhost um.lab
+10.0.0.5   UM2.Lab.
+fe80::1%eth0 zoned.lab
+not-an-address bad.lab
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	z := &zone{}
+	z.add(t, "dns.lab. 60 IN A 10.0.0.9")
+	r, err := New(Options{Server: startZone(t, z), HostsFile: hosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		uri  string
+		want []string
+	}{
+		{"sips:um.lab", []string{"tls:127.0.0.1:5061", "tls:[::1]:5061"}},
+		{"sip:localhost", []string{"udp:127.0.0.1:5060", "udp:[::1]:5060"}},
+		{"sip:um2.lab:5070;transport=tcp", []string{"tcp:10.0.0.5:5070"}},
+		{"sip:zoned.lab;transport=tcp", []string{"tcp:[fe80::1]:5060"}},
+	}
+	for _, tc := range tests {
+		eps, err := r.Resolve(context.Background(), uri(t, tc.uri))
+		if err != nil || !slices.Equal(keys(eps), tc.want) {
+			t.Errorf("Resolve(%s) = %q, %v; want %q", tc.uri, keys(eps), err, tc.want)
+		}
+	}
+	if n := z.total(); n != 0 {
+		t.Errorf("%d DNS questions for names in the hosts file", n)
+	}
+	eps, err := r.Resolve(context.Background(), uri(t, "sip:dns.lab:5060"))
+	if err != nil || !slices.Equal(keys(eps), []string{"udp:10.0.0.9:5060"}) {
+		t.Errorf("a name not in the hosts file: %q, %v", keys(eps), err)
+	}
+}
