@@ -27,7 +27,13 @@ type Metrics struct {
 	RulesLastReload     prometheus.Gauge
 	RequestDuration     *prometheus.HistogramVec // method
 	Throttled           *prometheus.CounterVec   // reason
-	Redirects           *prometheus.CounterVec   // outcome
+
+	// Upstream targets (voicemail pool, next hops): the label is
+	// "transport:host:port" of a resolved address, so the label set is
+	// bounded by the configuration and what its DNS names resolve to.
+	UpstreamUp        *prometheus.GaugeVec   // target
+	UpstreamFailovers *prometheus.CounterVec // target, reason
+	Redirects         *prometheus.CounterVec // outcome
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -55,10 +61,6 @@ func New() *Metrics {
 			Namespace: namespace, Name: "auth_total",
 			Help: "Authentication outcomes: ok, challenged, failed.",
 		}, []string{"result"}),
-		Redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: namespace, Name: "redirects_total",
-			Help: "3xx responses from voicemail servers: followed, or not (not_peer, loop, limit).",
-		}, []string{"outcome"}),
 		TransactionsActive: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "transactions_active",
 			Help: "Server transactions the proxy is currently handling.",
@@ -92,13 +94,26 @@ func New() *Metrics {
 			Namespace: namespace, Name: "throttled_total",
 			Help: "Requests or connections refused by abuse limits, by reason.",
 		}, []string{"reason"}),
+		UpstreamUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "upstream_up",
+			Help: "Whether an upstream target (transport:host:port) is in service (1) or skipped after failed probes or calls (0).",
+		}, []string{"target"}),
+		UpstreamFailovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "upstream_failover_total",
+			Help: "Requests moved on from an upstream target to the next one, by target and reason.",
+		}, []string{"target", "reason"}),
+		Redirects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "redirects_total",
+			Help: "3xx responses from voicemail servers, by what the proxy did with them: followed, or not (not_peer, loop, limit).",
+		}, []string{"outcome"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth, m.Redirects,
+		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
 		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
+		m.UpstreamUp, m.UpstreamFailovers, m.Redirects,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros
 	// instead of absent series before the first event.

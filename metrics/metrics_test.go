@@ -21,6 +21,9 @@ func TestServer(t *testing.T) {
 	m.Responses.WithLabelValues("INVITE", "200").Inc()
 	m.SkipPin.WithLabelValues("stripped", "not_tls").Inc()
 	m.RequestDuration.WithLabelValues("INVITE").Observe(0.01)
+	m.UpstreamUp.WithLabelValues("tls:10.0.0.5:5061").Set(1)
+	m.UpstreamFailovers.WithLabelValues("tls:10.0.0.5:5061", "timeout").Inc()
+	m.Redirects.WithLabelValues("followed").Inc()
 	m.Reloaded(true, 3, time.Unix(1700000000, 0))
 	m.Reloaded(false, 0, time.Now())
 	var ready atomic.Bool
@@ -64,6 +67,7 @@ func TestServer(t *testing.T) {
 		"sipproxy_forwarding_total", "sipproxy_auth_total", "sipproxy_transactions_active",
 		"sipproxy_registrations_active", "sipproxy_rules_loaded", "sipproxy_rules_reload_total",
 		"sipproxy_rules_last_reload_timestamp_seconds", "sipproxy_request_duration_seconds",
+		"sipproxy_upstream_up", "sipproxy_upstream_failover_total", "sipproxy_redirects_total",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if fams[name] == nil {

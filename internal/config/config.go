@@ -54,6 +54,14 @@ type Server struct {
 	NoResponseTimeout Duration `yaml:"no_response_timeout"`
 	// TLSClient is how the proxy dials TLS next hops (voicemail, routes).
 	TLSClient TLSClient `yaml:"tls_client"`
+	// Resolver is the DNS server (ip:port) asked for the SRV and A/AAAA
+	// records of next hops named by a host name (RFC 3263). Default: the
+	// system's, from /etc/resolv.conf. Load only checks it: nothing is
+	// resolved while a configuration is validated.
+	Resolver string `yaml:"resolver"`
+
+	// Derived by Load.
+	ResolverAddr netip.AddrPort `yaml:"-"` // zero when Resolver is empty
 }
 
 // Listener is one socket the proxy serves SIP on.
@@ -92,10 +100,19 @@ type TLSClient struct {
 // Voicemail is the Exchange UM server that `opaque=app:voicemail` requests go to.
 type Voicemail struct {
 	URI string `yaml:"uri"`
+	// URIs is an ordered pool of UM servers, instead of URI (exactly one
+	// of the two is set). Each entry, like URI, may name a host without a
+	// port, to be resolved with SRV (RFC 3263).
+	URIs []string `yaml:"uris"`
+	// ProbeInterval is how often every voicemail target is sent an OPTIONS
+	// probe; a target failing two in a row is skipped until it answers.
+	// Default 10s; 0 turns probing off.
+	ProbeInterval Duration `yaml:"probe_interval"`
 
 	// Derived by Load.
-	Parsed sip.Uri `yaml:"-"`
-	Line   int     `yaml:"-"` // line of the voicemail mapping
+	Parsed     sip.Uri   `yaml:"-"` // URI parsed; with URIs, the first of them
+	ParsedURIs []sip.Uri `yaml:"-"` // every target in order: [URI], or URIs parsed
+	Line       int       `yaml:"-"` // line of the voicemail mapping
 }
 
 // Peer is a trusted neighbour (UM, gateway, another proxy): requests from it

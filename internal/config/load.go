@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/sipproxy/sipproxy/internal/aor"
 	"github.com/sipproxy/sipproxy/internal/pki"
 )
@@ -103,6 +105,9 @@ func (v *validator) server() {
 		v.errorf("server.advertise", "%q is not a host name or IP address", s.Advertise)
 	}
 	v.listeners()
+	if s.Resolver != "" {
+		s.ResolverAddr = v.resolverAddr("server.resolver", s.Resolver)
+	}
 	v.duration(&s.TimerC, "server.timer_c", 180*time.Second, time.Second, 0)
 	v.duration(&s.NoResponseTimeout, "server.no_response_timeout", 10*time.Second, time.Second, 32*time.Second)
 }
@@ -209,18 +214,68 @@ func (v *validator) tlsClient() {
 
 func (v *validator) voicemail() {
 	vm := &v.c.Voicemail
-	if vm.URI == "" {
-		if v.set["voicemail"] {
-			v.requiredf("voicemail", []string{"uri"}, "uri is required when voicemail is set")
+	v.probeInterval()
+	switch {
+	case vm.URI != "" && v.set["voicemail.uris"]:
+		v.errorf("voicemail.uris", "set uri (line %d) or uris, not both", v.line("voicemail.uri"))
+	case v.set["voicemail.uris"]:
+		v.voicemailPool()
+	case vm.URI != "":
+		u, _, err := aor.Parse(vm.URI)
+		if err != nil {
+			v.errorf("voicemail.uri", "%v", err)
+			return
 		}
+		vm.Parsed = u
+		vm.ParsedURIs = []sip.Uri{u}
+	case v.set["voicemail"]:
+		v.requiredf("voicemail", []string{"uri", "uris"}, "uri or uris is required when voicemail is set")
+	}
+}
+
+// voicemailPool parses voicemail.uris: each entry as voicemail.uri, none
+// twice (the second would only be tried after the first had just failed).
+func (v *validator) voicemailPool() {
+	vm := &v.c.Voicemail
+	if len(vm.URIs) == 0 {
+		v.errorf("voicemail.uris", "the list is empty; name at least one SIP URI")
 		return
 	}
-	u, _, err := aor.Parse(vm.URI)
-	if err != nil {
-		v.errorf("voicemail.uri", "%v", err)
-		return
+	first := map[string]int{}
+	for i, s := range vm.URIs {
+		p := fmt.Sprintf("voicemail.uris[%d]", i)
+		u, _, err := aor.Parse(s)
+		if err != nil {
+			v.errorf(p, "%v", err)
+			continue
+		}
+		key := strings.ToLower(u.String())
+		if line, dup := first[key]; dup {
+			v.errorf(p, "%q is listed twice (first at line %d)", s, line)
+			continue
+		}
+		first[key] = v.line(p)
+		vm.ParsedURIs = append(vm.ParsedURIs, u)
 	}
-	vm.Parsed = u
+	if len(vm.ParsedURIs) > 0 {
+		vm.Parsed = vm.ParsedURIs[0]
+	}
+}
+
+// probeInterval checks voicemail.probe_interval: 0 turns probing off, so
+// only a negative or a sub-100ms value (a typo for seconds, and a flood of
+// OPTIONS) is refused.
+func (v *validator) probeInterval() {
+	const path = "voicemail.probe_interval"
+	d := &v.c.Voicemail.ProbeInterval
+	switch {
+	case !v.set[path]:
+		d.Duration = 10 * time.Second
+	case d.Duration < 0:
+		v.errorf(path, "%s is negative; write 0 to turn probing off", d)
+	case d.Duration > 0 && d.Duration < 100*time.Millisecond:
+		v.errorf(path, "%s is too short (at least 100ms, or 0 to turn probing off)", d)
+	}
 }
 
 func (v *validator) peers() {
@@ -472,6 +527,31 @@ func (v *validator) addr(path, s string) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	return netip.AddrPortFrom(ip, uint16(n)), true
+}
+
+// resolverAddr parses the "ip:port" of a DNS server. The host must be an
+// IP literal: a name would need a resolver to find the resolver.
+func (v *validator) resolverAddr(path, s string) netip.AddrPort {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		if ip, ipErr := netip.ParseAddr(strings.Trim(s, "[]")); ipErr == nil {
+			v.errorf(path, "%q has no port; write %s", s, netip.AddrPortFrom(ip, 53))
+		} else {
+			v.errorf(path, "%q is not ip:port", s)
+		}
+		return netip.AddrPort{}
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		v.errorf(path, "%q: the host must be an IP literal such as 10.0.0.53 or [2001:db8::53]; names are not resolved", s)
+		return netip.AddrPort{}
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		v.errorf(path, "%q: the port must be 1-65535 (DNS is 53)", s)
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, uint16(n))
 }
 
 // keyPair loads a PEM certificate chain and its private key, rewriting both

@@ -287,7 +287,7 @@ voicemail:
 		}},
 		{"voicemail without URI", base + `
 voicemail: {}`, []string{
-			`config.yaml:5: voicemail: uri is required when voicemail is set`,
+			`config.yaml:5: voicemail: uri or uris is required when voicemail is set`,
 		}},
 		{"peers", base + `
 peers:

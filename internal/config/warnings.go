@@ -26,6 +26,15 @@ func (c *Config) Warnings() []Error {
 		warn("voicemail.uri", c.Voicemail.Line,
 			"%q is not a TLS URI (neither sips: nor transport=tls): skip-pin can never be honoured end to end", c.Voicemail.URI)
 	}
+	if len(c.Voicemail.URIs) > 0 {
+		// A loaded pool has every entry parsed, in order.
+		for i, u := range c.Voicemail.ParsedURIs {
+			if !isTLS(u) {
+				warn(fmt.Sprintf("voicemail.uris[%d]", i), c.Voicemail.Line,
+					"%q is not a TLS URI (neither sips: nor transport=tls): skip-pin can never be honoured end to end through it", c.Voicemail.URIs[i])
+			}
+		}
+	}
 	for i, p := range c.Peers {
 		if p.TrustSkipPin && len(p.TLSNames) == 0 {
 			warn(fmt.Sprintf("peers[%d].trust_skip_pin", i), p.Line,
