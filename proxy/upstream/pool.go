@@ -168,10 +168,13 @@ func (p *Pool) Health(e Endpoint) Health {
 	return p.health[e.Key()].Health
 }
 
-// Report records the outcome of sending a request to e: ok when it gave a
-// final answer, else the call engine is failing over and reason says why
-// ("timeout", "transport", "5xx": a short fixed word, it is a metric
-// label). Two failures in a row take e out of service.
+// Report records the outcome of sending a request to e. ok: e gave a final
+// answer that shows it at work (2xx, 3xx, 4xx, 6xx). Otherwise the call
+// engine is failing over, and reason, a metric label, says why in one of
+// a few fixed words: "transport" (refused, reset, TLS handshake failed),
+// "timeout" (nothing within server.no_response_timeout), "5xx" (e said it
+// cannot serve). Two failures in a row take e out of service; an answer
+// brings it back.
 func (p *Pool) Report(e Endpoint, ok bool, reason string) {
 	if !ok && p.failovers != nil {
 		p.failovers.WithLabelValues(e.Key(), reason).Inc()

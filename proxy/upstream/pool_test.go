@@ -247,3 +247,36 @@ func TestRetry(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestConcurrentUse: calls, reports and probe rounds at once (run with
+// -race); the pool stays consistent.
+func TestConcurrentUse(t *testing.T) {
+	p, _, _, _ := testPool(t)
+	pr := p.NewProber(func(context.Context, Endpoint) error { return nil }, time.Second, time.Second)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for j := range 50 {
+				eps, err := p.Targets(ctx)
+				if err != nil || len(eps) == 0 {
+					t.Errorf("Targets = %v, %v", eps, err)
+					return
+				}
+				p.Report(eps[0], (i+j)%3 != 0, "timeout")
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			pr.Round(ctx)
+		}
+	})
+	wg.Wait()
+	pr.Round(ctx) // every probe answers: everything is back up
+	for _, e := range []Endpoint{ep("10.0.0.1", 5061), ep("10.0.0.2", 5061), ep("10.0.0.3", 5061)} {
+		if h := p.Health(e); h != Up {
+			t.Errorf("%s: %s after a clean round", e, h)
+		}
+	}
+}
