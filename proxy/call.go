@@ -130,7 +130,10 @@ func (c *call) runStage(targets []Target, serial bool, noAnswer time.Duration) o
 	}
 	if serial {
 		c.queue = c.s.expand(targets)
-		c.forkNext()
+		if !c.forkNext() {
+			c.r.logger().Info("no server of the pool resolves", "target", targets[0].Host)
+			return outcome{best: c.own(sip.StatusServiceUnavailable, "Service Unavailable")}
+		}
 	} else {
 		for _, t := range targets {
 			c.fork(t)
@@ -151,6 +154,9 @@ func (c *call) runStage(targets []Target, serial bool, noAnswer time.Duration) o
 		}
 		if c.stageDone() {
 			last := c.branches[len(c.branches)-1]
+			if serial {
+				c.s.report(last)
+			}
 			if serial && last.next != "" && c.forkNext() {
 				continue
 			}

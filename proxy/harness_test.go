@@ -92,9 +92,11 @@ server:
     - {transport: tls, addr: "127.0.0.1:0", cert: "{{CERT}}", key: "{{KEY}}", client_ca: "{{CA}}"}
   record_route: true
   timer_c: {{TIMERC}}
+{{RESOLVER}}
   tls_client: {ca: "{{CA}}"}
 voicemail:
-  uri: "{{VOICEMAIL}}"
+  {{VOICEMAILKEY}}: {{VOICEMAIL}}
+  probe_interval: {{PROBE}}
 auth:
   realm: contoso.com
 {{AUTHEXTRA}}
@@ -131,6 +133,10 @@ type proxyOpts struct {
 	authExtra string // extra keys under auth:, indented two spaces
 	udpPort   int    // fixed UDP port (0: any)
 	limits    string // a whole limits: block
+	// voicemailPool, when set, is voicemail.uris (a YAML list) instead of voicemail.uri.
+	voicemailPool string
+	probe         string // voicemail.probe_interval; default 0s (off: tests count what reaches UM)
+	resolver      string // server.resolver
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -145,9 +151,16 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 	if o.timerC == "" {
 		o.timerC = "180s"
 	}
+	if o.probe == "" {
+		o.probe = "0s"
+	}
+	vmKey, vm := "uri", `"`+o.voicemail+`"`
+	if o.voicemailPool != "" {
+		vmKey, vm = "uris", o.voicemailPool
+	}
 	yml := strings.NewReplacer(
 		"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
-		"{{VOICEMAIL}}", o.voicemail, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
+		"{{VOICEMAILKEY}}", vmKey, "{{VOICEMAIL}}", vm, "{{PROBE}}", o.probe, "{{RESOLVER}}", o.resolver, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
 		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort), "{{LIMITS}}", o.limits,
 	).Replace(baseConfig)
 	if o.rulesYAML != "" {

@@ -1303,7 +1303,8 @@ func TestOCEXUMCheckWarnings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			yml := strings.NewReplacer(
 				"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
-				"{{VOICEMAIL}}", tc.voicemail, "{{ROUTES}}", "  []", "{{PEERS}}", tc.peers,
+				"{{VOICEMAILKEY}}", "uri", "{{VOICEMAIL}}", `"`+tc.voicemail+`"`, "{{PROBE}}", "0s", "{{RESOLVER}}", "",
+				"{{ROUTES}}", "  []", "{{PEERS}}", tc.peers,
 				"{{TIMERC}}", "180s", "{{AUTHEXTRA}}", "", "{{UDPPORT}}", "0", "{{LIMITS}}", "",
 			).Replace(baseConfig)
 			cfg, err := config.LoadBytes("test.yaml", []byte(yml), p.dir)

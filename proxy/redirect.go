@@ -105,9 +105,6 @@ func hopKey(t Target) string {
 	return t.Transport + " " + t.Addr() + " " + t.URI.String()
 }
 
-// expand turns configured targets into the addresses to try, in order.
-func (s *Server) expand(ts []Target) []Target { return ts }
-
 // checkHop applies the skip-pin rule to one branch (policy.HopKeepsSkipPin):
 // the request kept Ms-Exchange-Command for the voicemail server, and this
 // copy must lose it unless it travels over TLS to one.

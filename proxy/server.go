@@ -23,11 +23,13 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/internal/config"
+	"github.com/sipproxy/sipproxy/internal/resolve"
 	"github.com/sipproxy/sipproxy/metrics"
 	"github.com/sipproxy/sipproxy/proxy/auth"
 	"github.com/sipproxy/sipproxy/proxy/limits"
 	"github.com/sipproxy/sipproxy/proxy/registrar"
 	"github.com/sipproxy/sipproxy/proxy/router"
+	"github.com/sipproxy/sipproxy/proxy/upstream"
 	"github.com/sipproxy/sipproxy/rules"
 )
 
@@ -56,9 +58,15 @@ type Server struct {
 	client *sipgo.Client
 
 	router *router.Router // where requests go; knows our addresses once Start bound them
-	reg    *registrar.Registrar
-	digest *auth.Digest
-	peers  *auth.Peers
+
+	// Reaching servers by name (RFC 3263) and keeping the voicemail
+	// servers' health.
+	resolver *resolve.Resolver
+	vmPool   *upstream.Pool // nil without voicemail
+	tlsNames tlsNames
+	reg      *registrar.Registrar
+	digest   *auth.Digest
+	peers    *auth.Peers
 
 	certs   *peerCerts
 	flows   flowTokens
@@ -112,6 +120,9 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.router = rt
+	if err := s.newUpstream(); err != nil {
+		return nil, err
+	}
 
 	// Record-Route tokens outlive this process when auth.secret is set: an
 	// instance restarted at the same address (a rolling upgrade), or a
@@ -163,7 +174,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipproxy"),
 		sipgo.WithUserAgentParser(parser),
-		sipgo.WithUserAgenTLSConfig(clientTLS(cfg.Server.TLSClient)),
+		sipgo.WithUserAgenTLSConfig(s.clientTLS(cfg.Server.TLSClient)),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(log),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
@@ -227,7 +238,7 @@ func (s *Server) newLimits() error {
 	return nil
 }
 
-func clientTLS(c config.TLSClient) *tls.Config {
+func (s *Server) clientTLS(c config.TLSClient) *tls.Config {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		RootCAs:            c.RootCAs,
@@ -236,6 +247,7 @@ func clientTLS(c config.TLSClient) *tls.Config {
 	if c.Certificate != nil {
 		tc.Certificates = []tls.Certificate{*c.Certificate}
 	}
+	s.verifyByName(tc)
 	return tc
 }
 
@@ -373,6 +385,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	go s.reg.Run(ctx, 5*time.Second)
 	go s.dialogs.sweep(ctx, time.Minute)
+	go s.runProber(ctx)
 	s.started.Store(true)
 	for _, l := range s.listeners {
 		s.log.Info("listening", "transport", l.transport, "addr", l.bound.String(), "advertise", l.hostport())
@@ -469,9 +482,7 @@ func routerConfig(cfg *config.Config) router.Config {
 	for _, u := range cfg.Auth.Users {
 		rc.Users = append(rc.Users, u.User)
 	}
-	if cfg.Voicemail.URI != "" {
-		rc.Voicemail = []sip.Uri{cfg.Voicemail.Parsed}
-	}
+	rc.Voicemail = cfg.Voicemail.ParsedURIs
 	for _, r := range cfg.Routes {
 		rc.Routes = append(rc.Routes, router.Route{Domain: r.Domain, NextHop: r.Parsed})
 	}

@@ -101,7 +101,7 @@ func New(c Config) (*Router, error) {
 		if !ok {
 			return nil, fmt.Errorf("router: voicemail target %q: no host or unknown transport", u.String())
 		}
-		t.Voicemail = true
+		t.Voicemail, t.Pool = true, PoolVoicemail
 		r.voicemail = append(r.voicemail, t)
 	}
 	for _, rt := range c.Routes {

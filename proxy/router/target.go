@@ -35,7 +35,13 @@ type Target struct {
 	// Voicemail: the hop is a voicemail (UM) server, a configured one or a
 	// peer UM redirected us to; the only hop skip-pin may travel to.
 	Voicemail bool
+	// Pool names the server pool whose health this target reports to
+	// (PoolVoicemail), "" for none.
+	Pool string
 }
+
+// PoolVoicemail is the pool of the configured voicemail servers.
+const PoolVoicemail = "voicemail"
 
 // TargetOf derives next hop address and transport from a SIP URI (RFC 3263
 // without NAPTR: the transport parameter, sips implies TLS, otherwise
