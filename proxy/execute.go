@@ -24,6 +24,9 @@ func (s *Server) execute(r *request, d Decision) {
 		res := sip.NewResponseFromRequest(r.Request, sip.StatusOK, "OK", nil)
 		res.AppendHeader(sip.NewHeader("Allow", allowed))
 		res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
+		// A proxy answering for itself supports no extension of its own
+		// (RFC 3261 11.2: an empty list); UM's ping only needs the 200.
+		res.AppendHeader(sip.NewHeader("Supported", ""))
 		s.respond(r, res)
 	case KindLocal:
 		if r.Method == sip.INVITE {

@@ -92,7 +92,7 @@ server:
     - {transport: tls, addr: "127.0.0.1:0", cert: "{{CERT}}", key: "{{KEY}}", client_ca: "{{CA}}"}
   record_route: true
   timer_c: {{TIMERC}}
-{{RESOLVER}}
+{{SERVEREXTRA}}
   tls_client: {ca: "{{CA}}"}
 voicemail:
   {{VOICEMAILKEY}}: {{VOICEMAIL}}
@@ -136,7 +136,7 @@ type proxyOpts struct {
 	// voicemailPool, when set, is voicemail.uris (a YAML list) instead of voicemail.uri.
 	voicemailPool string
 	probe         string // voicemail.probe_interval; default 0s (off: tests count what reaches UM)
-	resolver      string // server.resolver
+	serverExtra   string // extra keys under server:, indented two spaces
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -160,7 +160,7 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 	}
 	yml := strings.NewReplacer(
 		"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
-		"{{VOICEMAILKEY}}", vmKey, "{{VOICEMAIL}}", vm, "{{PROBE}}", o.probe, "{{RESOLVER}}", o.resolver, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
+		"{{VOICEMAILKEY}}", vmKey, "{{VOICEMAIL}}", vm, "{{PROBE}}", o.probe, "{{SERVEREXTRA}}", o.serverExtra, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
 		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort), "{{LIMITS}}", o.limits,
 	).Replace(baseConfig)
 	if o.rulesYAML != "" {

@@ -1303,7 +1303,7 @@ func TestOCEXUMCheckWarnings(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			yml := strings.NewReplacer(
 				"{{CERT}}", p.serverCert, "{{KEY}}", p.srvKey, "{{CA}}", p.caPath,
-				"{{VOICEMAILKEY}}", "uri", "{{VOICEMAIL}}", `"`+tc.voicemail+`"`, "{{PROBE}}", "0s", "{{RESOLVER}}", "",
+				"{{VOICEMAILKEY}}", "uri", "{{VOICEMAIL}}", `"`+tc.voicemail+`"`, "{{PROBE}}", "0s", "{{SERVEREXTRA}}", "",
 				"{{ROUTES}}", "  []", "{{PEERS}}", tc.peers,
 				"{{TIMERC}}", "180s", "{{AUTHEXTRA}}", "", "{{UDPPORT}}", "0", "{{LIMITS}}", "",
 			).Replace(baseConfig)
