@@ -53,7 +53,18 @@ func (s *Server) execute(r *request, d Decision) {
 			s.newCall(r).run(d.Targets, d.Kind == KindVoicemail || d.Kind == KindStatic)
 			return
 		}
-		s.forwardNonInvite(r, d.Targets[0])
+		t := d.Targets[0]
+		if d.Kind == KindVoicemail || d.Kind == KindStatic {
+			// Not forked and not failed over (a non-INVITE has no stages):
+			// the first server of the pool in service, by address.
+			ts := s.expand(d.Targets)
+			if len(ts) == 0 {
+				s.reply(r, sip.StatusServiceUnavailable, "Service Unavailable")
+				return
+			}
+			t = ts[0]
+		}
+		s.forwardNonInvite(r, t)
 	}
 }
 

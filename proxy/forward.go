@@ -40,7 +40,7 @@ func (s *Server) callLocal(r *request) {
 			r.logger().Info("forwarding not followed", "kind", string(st.Kind), "from", st.From.AOR, "to", st.To.AOR, "reason", string(st.Reason))
 		}
 		c.history = historyHeaders(plan)
-		targets, serial, code, reason := s.planTargets(plan.Target)
+		targets, serial, code, reason := s.planTargets(r, plan.Target)
 		var out outcome
 		if len(targets) == 0 {
 			out = outcome{best: c.own(code, reason)}
@@ -94,13 +94,13 @@ func (s *Server) hasBindings(aor string) bool { return len(s.reg.Lookup(aor)) > 
 // bindings, anyone else along the static routes. With none, it returns the
 // final response the caller gets. Servers (voicemail, next hops) are rung
 // one after the other (serial), a user's bindings all at once.
-func (s *Server) planTargets(t rules.Target) (targets []Target, serial bool, code int, reason string) {
+func (s *Server) planTargets(r *request, t rules.Target) (targets []Target, serial bool, code int, reason string) {
 	loc := s.router.Locate(t.Parsed)
 	switch loc.Kind {
 	case KindVoicemail, KindStatic:
 		return loc.Targets, true, 0, ""
 	case KindLocal:
-		if !loc.Known {
+		if !loc.Known && r.id.Authenticated() {
 			return nil, false, sip.StatusNotFound, "Not Found"
 		}
 		ts := s.bindingTargets(loc.AOR)

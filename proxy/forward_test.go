@@ -293,3 +293,35 @@ func values(req *sip.Request, name string) []string {
 	}
 	return out
 }
+
+// TestForwardingAnySpelling (issue 12, item 4): a call to one of our users
+// addressed by the proxy's address (the README's sipp call, INVITE
+// sip:dave@127.0.0.1:5060) reaches the same forwarding rules as the domain
+// spelling.
+func TestForwardingAnySpelling(t *testing.T) {
+	px := startProxy(t, proxyOpts{rulesYAML: "rules:\n  - user: sip:carol@contoso.com\n    immediate: sip:dave@contoso.com\n"})
+	dave := newPhone(t, px, "dave", "tcp", phoneOpts{listen: true})
+	dave.mustRegister(t)
+	alice := newPhone(t, px, "alice", "tcp", phoneOpts{listen: true})
+	host, port, _ := sip.ParseAddr(px.Addr("tcp"))
+	for _, target := range []sip.Uri{
+		{Scheme: "sip", User: "carol", Host: host, Port: port},
+		{Scheme: "sip", User: "carol", Host: host, Port: port, UriParams: sip.HeaderParams{{K: "transport", V: "tcp"}}},
+		{Scheme: "sip", User: "carol", Host: "CONTOSO.com"},
+	} {
+		t.Run(target.String(), func(t *testing.T) {
+			before := testutil.ToFloat64(px.m.Forwarding.WithLabelValues("immediate", "applied"))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			sess, err := alice.call(ctx, target)
+			if err != nil {
+				t.Fatalf("call to %s: %v (%d): the forwarding rule did not apply", target.String(), err, statusOf(err))
+			}
+			_ = sess.Ack(ctx)
+			_ = sess.Bye(ctx)
+			if got := testutil.ToFloat64(px.m.Forwarding.WithLabelValues("immediate", "applied")) - before; got != 1 {
+				t.Errorf("forwarding_total{immediate,applied} went up by %v, want 1", got)
+			}
+		})
+	}
+}

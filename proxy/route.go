@@ -108,7 +108,10 @@ func (s *Server) route(r *request) Decision {
 			return rejectWith(sip.StatusNotFound, "Not Found")
 		}
 	case KindLocal:
-		if !loc.Known {
+		// Only our users and peers may learn who exists: to anyone else an
+		// unknown user is one who is not reachable right now, answered on
+		// the same path as one (a scanner listing users sees no difference).
+		if !loc.Known && r.id.Authenticated() {
 			return rejectWith(sip.StatusNotFound, "Not Found")
 		}
 	case KindStatic:
