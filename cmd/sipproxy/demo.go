@@ -12,7 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/sipproxy/sipproxy/internal/demo"
+	"github.com/sipproxy/sipproxy/demo"
 )
 
 // cmdDemo is `sipproxy demo`: the proxy on its embedded default with a
