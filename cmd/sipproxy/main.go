@@ -3,6 +3,7 @@
 //
 //	sipproxy [run] [-config FILE]   serve (the embedded loopback demo without -config)
 //	sipproxy check -config FILE     validate a configuration; exit 1 when invalid
+//	sipproxy certs [-dir DIR] ...   make a CA, server and client certificates
 //	sipproxy version                print the version
 //	sipproxy demo                   run the guided MS-OCEXUM demo
 //	sipproxy healthcheck            probe /healthz (for container HEALTHCHECK)
@@ -10,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelp(args[0]) {
+		// `sipproxy -h` asks what the program does, not what run's
+		// flags are: the subcommands, and a successful exit.
+		cmd = "help"
 	}
 	switch cmd {
 	case "run":
@@ -64,14 +70,50 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// isHelp reports whether a flag asks for help, in every spelling the flag
+// package accepts.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "--h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// parseFlags parses a subcommand's flags. Asked for with -h, its usage
+// goes to stdout and the exit is 0; a bad flag prints the error and the
+// usage on stderr, exit 2. done reports that the command should exit.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard) // printed below, on the stream that fits
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		fs.SetOutput(stderr)
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, true
+	default:
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return 2, true
+	}
+}
+
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
+	fmt.Fprint(w, `sipproxy: a SIP edge proxy in front of Exchange Unified Messaging (MS-OCEXUM)
+
+usage:
   sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo)
   sipproxy check -config FILE     validate a configuration (exit 0 valid, 1 invalid)
+  sipproxy certs [-dir DIR] ...   make a CA, a server certificate and users' client certificates
   sipproxy demo [-free-ports]     run the MS-OCEXUM scenarios on the embedded default, then exit
   sipproxy healthcheck [-config FILE | -addr HOST:PORT]  probe /healthz (exit 0 healthy, 1 not)
   sipproxy version                print the version
 
+'sipproxy COMMAND -h' lists a command's flags.
 signals: SIGHUP reloads the forwarding rules; SIGTERM or SIGINT drains and exits.
 `)
 }
@@ -86,10 +128,9 @@ func versionString() string {
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file to validate")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "sipproxy check: -config FILE is required")
@@ -119,12 +160,11 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: the embedded loopback demo)")
 	drain := fs.Duration("drain-timeout", 35*time.Second, "how long SIGTERM waits for transactions to finish")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	var cfg *config.Config
 	var err error
