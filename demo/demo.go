@@ -267,46 +267,19 @@ func (d *run) stop() {
 }
 
 // adjustPorts moves the embedded default's fixed ports: to free ports, or
-// by an offset.
+// by an offset; the voicemail stand-in's port moves with them.
 func adjustPorts(cfg *config.Config, free bool, offset int) error {
-	if !free && offset == 0 {
-		return nil
+	if err := cfg.MovePorts(free, offset); err != nil {
+		return fmt.Errorf("demo: %w", err)
 	}
-	move := func(what string, port int) (int, error) {
-		if free {
-			return 0, nil
-		}
-		p := port + offset
-		if p < 1 || p > 65535 {
-			return 0, fmt.Errorf("demo: -ports-offset %d moves %s port %d out of range", offset, what, port)
-		}
-		return p, nil
+	switch p := cfg.Voicemail.Parsed.Port + offset; {
+	case free:
+		cfg.Voicemail.Parsed.Port = 0
+	case p < 1 || p > 65535:
+		return fmt.Errorf("demo: port offset %d moves voicemail port %d out of range", offset, cfg.Voicemail.Parsed.Port)
+	default:
+		cfg.Voicemail.Parsed.Port = p
 	}
-	for i := range cfg.Server.Listen {
-		l := &cfg.Server.Listen[i]
-		p, err := move(l.Transport, int(l.AddrPort.Port()))
-		if err != nil {
-			return err
-		}
-		l.AddrPort = netip.AddrPortFrom(l.AddrPort.Addr(), uint16(p))
-		l.Addr = l.AddrPort.String()
-	}
-	if cfg.Metrics.Listen != "" {
-		ap, err := netip.ParseAddrPort(cfg.Metrics.Listen)
-		if err != nil {
-			return fmt.Errorf("demo: metrics.listen: %w", err)
-		}
-		p, err := move("metrics", int(ap.Port()))
-		if err != nil {
-			return err
-		}
-		cfg.Metrics.Listen = netip.AddrPortFrom(ap.Addr(), uint16(p)).String()
-	}
-	p, err := move("voicemail", cfg.Voicemail.Parsed.Port)
-	if err != nil {
-		return err
-	}
-	cfg.Voicemail.Parsed.Port = p
 	cfg.Voicemail.URI = cfg.Voicemail.Parsed.String()
 	return nil
 }

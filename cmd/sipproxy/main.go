@@ -163,13 +163,21 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("config", "", "configuration file (default: the embedded loopback demo)")
 	drain := fs.Duration("drain-timeout", 35*time.Second, "how long SIGTERM waits for transactions to finish")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
+	free := fs.Bool("free-ports", false, "embedded default only: listen on free loopback ports instead of 5060, 5061 and 9090 (the banner says which)")
 	if code, done := parseFlags(fs, args, stdout, stderr); done {
 		return code
+	}
+	if *free && *path != "" {
+		fmt.Fprintln(stderr, "sipproxy run: -free-ports is for the embedded default; with -config, write port 0 in the file")
+		return 2
 	}
 	var cfg *config.Config
 	var err error
 	if *path == "" {
 		cfg, err = config.Default()
+		if err == nil {
+			err = cfg.MovePorts(*free, 0)
+		}
 	} else {
 		cfg, err = config.Load(*path)
 	}
@@ -180,8 +188,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
-	for _, w := range cfg.Warnings() {
-		log.Warn("configuration", "warning", w.Error())
+	var demoFile demoRules
+	var demoErr error
+	if *path == "" {
+		// The embedded default's shortcuts are stated once in its banner,
+		// not warned about: a newcomer reads warnings as breakage.
+		if demoFile, demoErr = useDemoRulesFile(cfg); demoErr != nil {
+			log.Info("demo rules compiled in, not editable", "reason", demoErr.Error())
+		}
+	} else {
+		for _, w := range cfg.Warnings() {
+			log.Warn("configuration", "warning", w.Error())
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -195,6 +213,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m)
 		if err := reloader.Load(); err != nil {
 			fmt.Fprintln(stderr, err)
+			if demoFile.path != "" {
+				fmt.Fprintf(stderr, "sipproxy: %s is the embedded default's rules file: fix it, or delete it to get the demo rules back\n", demoFile.path)
+			}
 			fmt.Fprintln(stderr, "sipproxy: refusing to start on an invalid rules file")
 			return 1
 		}
@@ -244,7 +265,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *path == "" {
-		printTour(stdout, srv, ms)
+		printTour(stdout, cfg, srv, ms, demoFile, demoErr)
 	}
 	log.Info("sipproxy started", "version", versionString(), "config", configName(cfg))
 
@@ -300,35 +321,6 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// printTour tells a newcomer running the embedded default what to do next.
-func printTour(w io.Writer, srv *proxy.Server, ms *metrics.Server) {
-	metricsAddr := "(disabled)"
-	if ms != nil {
-		metricsAddr = "http://" + ms.Addr() + "/metrics"
-	}
-	fmt.Fprintf(w, `sipproxy is running on its embedded loopback demo configuration.
-
-  SIP    udp %s   tcp %s   tls %s (self-signed certificate)
-  domain contoso.com   users alice, bob, carol, dave (password: <user>-secret)
-  rules  dave forwards to alice at once; carol's unanswered and busy calls go to her voicemail
-  metrics %s   health http://%s/healthz
-
-Try it:
-  sipp -sn uac -s bob 127.0.0.1:5060 -m 1     (bob is not registered: you get 480 or 407)
-  curl -s %s | grep ^sipproxy_
-  register a softphone as alice@contoso.com (password alice-secret) to 127.0.0.1:5060
-
-Stop with Ctrl-C (drains in-flight calls); SIGHUP reloads forwarding rules.
-`, srv.Addr("udp"), srv.Addr("tcp"), srv.Addr("tls"), metricsAddr, addrOr(ms), metricsAddr)
-}
-
-func addrOr(ms *metrics.Server) string {
-	if ms == nil {
-		return "-"
-	}
-	return ms.Addr()
 }
 
 // tuneGC trades memory for CPU unless the operator chose (GOGC, GOMEMLIMIT).
