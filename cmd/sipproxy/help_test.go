@@ -22,6 +22,7 @@ func TestHelp(t *testing.T) {
 		{[]string{"run", "-h"}, []string{"-config", "-drain-timeout"}},
 		{[]string{"check", "--help"}, []string{"-config"}},
 		{[]string{"demo", "-h"}, []string{"usage: sipproxy demo", "-free-ports"}},
+		{[]string{"certs", "-h"}, []string{"usage: sipproxy certs", "-users", "clients-ca"}},
 		{[]string{"healthcheck", "-h"}, []string{"-addr"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
