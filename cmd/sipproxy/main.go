@@ -2,6 +2,7 @@
 // Unified Messaging and enforces the [MS-OCEXUM] call-control extensions.
 //
 //	sipproxy [run] [-config FILE]   serve (the embedded loopback demo without -config)
+//	sipproxy run -free-ports        the embedded demo on free loopback ports
 //	sipproxy check -config FILE     validate a configuration; exit 1 when invalid
 //	sipproxy certs [-dir DIR] ...   make a CA, server and client certificates
 //	sipproxy version                print the version
@@ -108,7 +109,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `sipproxy: a SIP edge proxy in front of Exchange Unified Messaging (MS-OCEXUM)
 
 usage:
-  sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo)
+  sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo;
+                                  -free-ports puts it on free ports)
   sipproxy check -config FILE     validate a configuration (exit 0 valid, 1 invalid)
   sipproxy certs [-dir DIR] ...   make a CA, a server certificate and users' client certificates
   sipproxy demo [-free-ports]     run the MS-OCEXUM scenarios on the embedded default, then exit
