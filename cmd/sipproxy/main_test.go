@@ -64,6 +64,7 @@ voicemail:
 		{"missing file", []string{"check", "-config", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}, nil},
 		{"check needs -config", []string{"check"}, 2, []string{"-config FILE is required"}, nil},
 		{"run refuses an invalid config", []string{"run", "-config", bad}, 1, []string{"refusing to start", bad + ":5:"}, nil},
+		{"-free-ports is for the embedded default", []string{"run", "-config", good, "-free-ports"}, 2, []string{"write port 0 in the file"}, nil},
 		{"version", []string{"version"}, 0, nil, []string{"sipproxy "}},
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, nil},
 	} {
