@@ -60,25 +60,42 @@ func useDemoRulesFile(cfg *config.Config) (demoRules, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return demoRules{}, fmt.Errorf("demo rules file: %w", err)
 	}
-	written := true
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	switch {
-	case errors.Is(err, fs.ErrExist):
-		written = false
-	case err != nil:
+	written, err := createOnce(path, demoRulesHeader+string(cfg.Forwarding.EmbeddedRules))
+	if err != nil {
 		return demoRules{}, fmt.Errorf("demo rules file: %w", err)
-	default:
-		_, err = io.WriteString(f, demoRulesHeader+string(cfg.Forwarding.EmbeddedRules))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path) // a half-written file would be kept as an edit next time
-			return demoRules{}, fmt.Errorf("demo rules file: %w", err)
-		}
 	}
 	cfg.Forwarding.RulesFile = path
 	return demoRules{path: path, written: written}, nil
+}
+
+// createOnce writes data to path unless a file is already there, and
+// reports whether it wrote it. The data is written to a temporary file
+// first and linked into place, so that no reader (a second sipproxy
+// starting at the same moment) ever sees half of it, and an existing file
+// is never replaced.
+func createOnce(path, data string) (bool, error) {
+	if _, err := os.Lstat(path); err == nil {
+		return false, nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".rules-*.yaml")
+	if err != nil {
+		return false, err
+	}
+	defer os.Remove(f.Name())
+	_, err = io.WriteString(f, data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, err
+	}
+	switch err := os.Link(f.Name(), path); {
+	case errors.Is(err, fs.ErrExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // printTour tells a newcomer running the embedded default what runs, what
