@@ -134,3 +134,49 @@ func TestDefault(t *testing.T) {
 		}
 	})
 }
+
+// TestMovePorts: the embedded default's listeners and metrics server move
+// to free ports or by an offset, addresses unchanged; an offset that leaves
+// the port range is refused.
+func TestMovePorts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		free    bool
+		offset  int
+		listen  []string
+		metrics string
+		err     string
+	}{
+		{"unchanged", false, 0, []string{"127.0.0.1:5060", "127.0.0.1:5060", "127.0.0.1:5061"}, "127.0.0.1:9090", ""},
+		{"free", true, 0, []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, "127.0.0.1:0", ""},
+		{"offset", false, 100, []string{"127.0.0.1:5160", "127.0.0.1:5160", "127.0.0.1:5161"}, "127.0.0.1:9190", ""},
+		{"out of range", false, 60500, nil, "", "out of range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Default()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.MovePorts(tc.free, tc.offset)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range c.Server.Listen {
+				if l.Addr != l.AddrPort.String() {
+					t.Errorf("Addr %q and AddrPort %v disagree", l.Addr, l.AddrPort)
+				}
+				got = append(got, l.Addr)
+			}
+			if !slices.Equal(got, tc.listen) || c.Metrics.Listen != tc.metrics {
+				t.Errorf("listen %q metrics %q, want %q %q", got, c.Metrics.Listen, tc.listen, tc.metrics)
+			}
+		})
+	}
+}
