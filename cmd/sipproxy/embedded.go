@@ -130,14 +130,15 @@ func printTour(w io.Writer, cfg *config.Config, srv *proxy.Server, ms *metrics.S
 	}
 
 	fmt.Fprintf(w, `
-The demo's shortcuts, fine on loopback and nowhere else (a configuration file
-given with -config that takes them gets a warning for each):
-  digest   offers %s, which sipp, baresip and linphone all answer as they are;
-           a configuration file offers SHA-256, then MD5 (RFC 8760), unless
-           auth.algorithms says otherwise
+The demo's shortcuts, fine on loopback and nowhere else:
+  digest   offers %s only, which sipp, baresip and linphone all answer as they
+           are; a configuration file offers SHA-256, then MD5 (RFC 8760),
+           unless auth.algorithms says otherwise
   users    plain passwords in the configuration instead of ha1 hashes
   TLS      next hops are not verified (tls_client.insecure_skip_verify): the
            voicemail server %s is a loopback stand-in
+A configuration file given with -config that takes the last two gets a
+warning for each.
 
 Try it:
   sipp -sn uac -s bob %s -m 1     (bob is not registered: you get 480 or 407)
