@@ -444,7 +444,7 @@ func TestPlanOriginal(t *testing.T) {
 }
 
 // TestDecideWithStore runs a decision against the real rule store, loaded
-// from a rules file in DESIGN.md's format.
+// from a rules file in the format of docs/design.md and docs/rules.md.
 func TestDecideWithStore(t *testing.T) {
 	file := []byte(`rules:
   - user: sip:alice@contoso.com

@@ -43,7 +43,7 @@ func TestParseValid(t *testing.T) {
 		{name: "rules null", file: "rules:\n"},
 		{name: "rules empty list", file: "rules: []\n"},
 		{
-			name: "DESIGN.md example",
+			name: "docs/design.md example",
 			file: `rules:
   - user: sip:alice@contoso.com
     immediate: sip:bob@contoso.com

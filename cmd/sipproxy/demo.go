@@ -12,7 +12,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/sipproxy/sipproxy/internal/demo"
+	"github.com/sipproxy/sipproxy/demo"
 )
 
 // cmdDemo is `sipproxy demo`: the proxy on its embedded default with a
@@ -21,17 +21,16 @@ import (
 // described, 1 otherwise.
 func cmdDemo(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	free := fs.Bool("free-ports", false, "listen on free loopback ports instead of 5060, 5061, 9090 and 5066")
 	offset := fs.Int("ports-offset", 0, "add this to every fixed port (ignored with -free-ports)")
 	verbose := fs.Bool("v", false, "print the proxy's and the demo user agents' logs on stderr")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sipproxy demo [-free-ports | -ports-offset N] [-v] [-timeout D]")
+		fmt.Fprintln(fs.Output(), "usage: sipproxy demo [-free-ports | -ports-offset N] [-v] [-timeout D]")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "sipproxy demo: unexpected argument %q\n", fs.Arg(0))

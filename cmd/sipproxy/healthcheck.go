@@ -29,13 +29,12 @@ const defaultMetricsAddr = "127.0.0.1:9090"
 // unhealthy.
 func cmdHealthcheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "read the metrics address (metrics.listen) from this configuration file")
 	addr := fs.String("addr", "", "metrics server address host:port (default "+defaultMetricsAddr+", or metrics.listen of -config)")
 	probe := fs.String("path", "/healthz", "HTTP path to probe (/healthz: alive, /readyz: serving and not draining)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if *cfgPath != "" && *addr != "" {
 		fmt.Fprintln(stderr, "sipproxy healthcheck: give -config or -addr, not both")

@@ -2,7 +2,9 @@
 // Unified Messaging and enforces the [MS-OCEXUM] call-control extensions.
 //
 //	sipproxy [run] [-config FILE]   serve (the embedded loopback demo without -config)
+//	sipproxy run -free-ports        the embedded demo on free loopback ports
 //	sipproxy check -config FILE     validate a configuration; exit 1 when invalid
+//	sipproxy certs [-dir DIR] ...   make a CA, server and client certificates
 //	sipproxy version                print the version
 //	sipproxy demo                   run the guided MS-OCEXUM demo
 //	sipproxy healthcheck            probe /healthz (for container HEALTHCHECK)
@@ -10,6 +12,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,12 +44,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelp(args[0]) {
+		// `sipproxy -h` asks what the program does, not what run's
+		// flags are: the subcommands, and a successful exit.
+		cmd = "help"
 	}
 	switch cmd {
 	case "run":
 		return cmdRun(args, stdout, stderr)
 	case "check":
 		return cmdCheck(args, stdout, stderr)
+	case "certs":
+		return cmdCerts(args, stdout, stderr)
 	case "demo":
 		return cmdDemo(args, stdout, stderr)
 	case "healthcheck":
@@ -64,14 +73,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// isHelp reports whether a flag asks for help, in every spelling the flag
+// package accepts.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "--h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// parseFlags parses a subcommand's flags. Asked for with -h, its usage
+// goes to stdout and the exit is 0; a bad flag prints the error and the
+// usage on stderr, exit 2. done reports that the command should exit.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, done bool) {
+	fs.SetOutput(io.Discard) // printed below, on the stream that fits
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		fs.SetOutput(stderr)
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, true
+	default:
+		fs.SetOutput(stderr)
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return 2, true
+	}
+}
+
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
-  sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo)
+	fmt.Fprint(w, `sipproxy: a SIP edge proxy in front of Exchange Unified Messaging (MS-OCEXUM)
+
+usage:
+  sipproxy [run] [-config FILE]   serve SIP (without -config: the embedded loopback demo;
+                                  -free-ports puts it on free ports)
   sipproxy check -config FILE     validate a configuration (exit 0 valid, 1 invalid)
+  sipproxy certs [-dir DIR] ...   make a CA, a server certificate and users' client certificates
   sipproxy demo [-free-ports]     run the MS-OCEXUM scenarios on the embedded default, then exit
   sipproxy healthcheck [-config FILE | -addr HOST:PORT]  probe /healthz (exit 0 healthy, 1 not)
   sipproxy version                print the version
 
+'sipproxy COMMAND -h' lists a command's flags.
 signals: SIGHUP reloads the forwarding rules; SIGTERM or SIGINT drains and exits.
 `)
 }
@@ -86,10 +132,9 @@ func versionString() string {
 
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file to validate")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
 	}
 	if *path == "" {
 		fmt.Fprintln(stderr, "sipproxy check: -config FILE is required")
@@ -119,17 +164,24 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 
 func cmdRun(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "configuration file (default: the embedded loopback demo)")
 	drain := fs.Duration("drain-timeout", 35*time.Second, "how long SIGTERM waits for transactions to finish")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060); off by default")
-	if err := fs.Parse(args); err != nil {
+	free := fs.Bool("free-ports", false, "embedded default only: listen on free loopback ports instead of 5060, 5061 and 9090 (the banner says which)")
+	if code, done := parseFlags(fs, args, stdout, stderr); done {
+		return code
+	}
+	if *free && *path != "" {
+		fmt.Fprintln(stderr, "sipproxy run: -free-ports is for the embedded default; with -config, write port 0 in the file")
 		return 2
 	}
 	var cfg *config.Config
 	var err error
 	if *path == "" {
 		cfg, err = config.Default()
+		if err == nil {
+			err = cfg.MovePorts(*free, 0)
+		}
 	} else {
 		cfg, err = config.Load(*path)
 	}
@@ -140,8 +192,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	sip.SetDefaultLogger(log.With("component", "sipgo"))
-	for _, w := range cfg.Warnings() {
-		log.Warn("configuration", "warning", w.Error())
+	var demoFile demoRules
+	var demoErr error
+	if *path == "" {
+		// The embedded default's shortcuts are stated once in its banner,
+		// not warned about: a newcomer reads warnings as breakage.
+		if demoFile, demoErr = useDemoRulesFile(cfg); demoErr != nil {
+			log.Info("demo rules compiled in, not editable", "reason", demoErr.Error())
+		}
+	} else {
+		for _, w := range cfg.Warnings() {
+			log.Warn("configuration", "warning", w.Error())
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -155,6 +217,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m)
 		if err := reloader.Load(); err != nil {
 			fmt.Fprintln(stderr, err)
+			if demoFile.path != "" {
+				fmt.Fprintf(stderr, "sipproxy: %s is the embedded default's rules file: fix it, or delete it to get the demo rules back\n", demoFile.path)
+			}
 			fmt.Fprintln(stderr, "sipproxy: refusing to start on an invalid rules file")
 			return 1
 		}
@@ -204,7 +269,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *path == "" {
-		printTour(stdout, srv, ms)
+		printTour(stdout, cfg, srv, ms, demoFile, demoErr)
 	}
 	log.Info("sipproxy started", "version", versionString(), "config", configName(cfg))
 
@@ -260,35 +325,6 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
-}
-
-// printTour tells a newcomer running the embedded default what to do next.
-func printTour(w io.Writer, srv *proxy.Server, ms *metrics.Server) {
-	metricsAddr := "(disabled)"
-	if ms != nil {
-		metricsAddr = "http://" + ms.Addr() + "/metrics"
-	}
-	fmt.Fprintf(w, `sipproxy is running on its embedded loopback demo configuration.
-
-  SIP    udp %s   tcp %s   tls %s (self-signed certificate)
-  domain contoso.com   users alice, bob, carol, dave (password: <user>-secret)
-  rules  dave forwards to alice at once; carol's unanswered and busy calls go to her voicemail
-  metrics %s   health http://%s/healthz
-
-Try it:
-  sipp -sn uac -s bob 127.0.0.1:5060 -m 1     (bob is not registered: you get 480 or 407)
-  curl -s %s | grep ^sipproxy_
-  register a softphone as alice@contoso.com (password alice-secret) to 127.0.0.1:5060
-
-Stop with Ctrl-C (drains in-flight calls); SIGHUP reloads forwarding rules.
-`, srv.Addr("udp"), srv.Addr("tcp"), srv.Addr("tls"), metricsAddr, addrOr(ms), metricsAddr)
-}
-
-func addrOr(ms *metrics.Server) string {
-	if ms == nil {
-		return "-"
-	}
-	return ms.Addr()
 }
 
 // tuneGC trades memory for CPU unless the operator chose (GOGC, GOMEMLIMIT).

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/internal/config"
 )
 
 func TestCheck(t *testing.T) {
@@ -60,6 +64,7 @@ voicemail:
 		{"missing file", []string{"check", "-config", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}, nil},
 		{"check needs -config", []string{"check"}, 2, []string{"-config FILE is required"}, nil},
 		{"run refuses an invalid config", []string{"run", "-config", bad}, 1, []string{"refusing to start", bad + ":5:"}, nil},
+		{"-free-ports is for the embedded default", []string{"run", "-config", good, "-free-ports"}, 2, []string{"write port 0 in the file"}, nil},
 		{"version", []string{"version"}, 0, nil, []string{"sipproxy "}},
 		{"unknown command", []string{"frobnicate"}, 2, []string{"unknown command"}, nil},
 	} {
@@ -84,70 +89,51 @@ voicemail:
 
 // TestEmbeddedDefault is the README's first command: the binary with no
 // arguments serves the loopback demo, answers SIP, exports metrics, and
-// drains on SIGTERM with exit 0.
+// drains on SIGTERM with exit 0. The embedded default's fixed addresses are
+// checked in its configuration; the process runs on free ports, so that
+// `go test ./...` passes beside a running `go run ./cmd/sipproxy`.
 func TestEmbeddedDefault(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "sipproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	cmd := exec.Command(bin)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
+	def, err := config.Default()
+	if err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill() // only the process this test started
-			<-exited
-		}
-	}()
-
-	tour := make(chan string, 1)
-	go func() {
-		var b strings.Builder
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			b.WriteString(sc.Text() + "\n")
-			if strings.HasPrefix(sc.Text(), "Stop with Ctrl-C") {
-				tour <- b.String()
-				io.Copy(io.Discard, stdout)
-				return
-			}
-		}
-		tour <- b.String()
-	}()
-	var text string
-	select {
-	case text = <-tour:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no tour printed; stderr:\n%s", stderr.String())
+	var listeners []string
+	for _, l := range def.Server.Listen {
+		listeners = append(listeners, l.Transport+" "+l.Addr)
 	}
-	for _, w := range []string{"udp 127.0.0.1:5060", "tcp 127.0.0.1:5060", "tls 127.0.0.1:5061", "http://127.0.0.1:9090/metrics", "alice"} {
-		if !strings.Contains(text, w) {
-			t.Errorf("tour lacks %q:\n%s", w, text)
+	if got, want := strings.Join(listeners, ", "), "tcp 127.0.0.1:5060, udp 127.0.0.1:5060, tls 127.0.0.1:5061"; got != want {
+		t.Errorf("embedded default listeners %q, want %q", got, want)
+	}
+	if def.Metrics.Listen != "127.0.0.1:9090" {
+		t.Errorf("embedded default metrics %q, want 127.0.0.1:9090", def.Metrics.Listen)
+	}
+
+	p := startEmbedded(t, t.TempDir())
+	if regexp.MustCompile(`:(5060|5061|9090)\b`).MatchString(p.banner) {
+		t.Errorf("-free-ports still uses a default port:\n%s", p.banner)
+	}
+	for _, w := range []string{"udp 127.0.0.1:", "tcp 127.0.0.1:", "tls 127.0.0.1:", "http://127.0.0.1:", "alice"} {
+		if !strings.Contains(p.banner, w) {
+			t.Errorf("tour lacks %q:\n%s", w, p.banner)
 		}
 	}
 
 	// A real SIP OPTIONS over UDP, answered by the proxy itself.
+	host, port, _ := net.SplitHostPort(p.udp)
+	portN, _ := strconv.Atoi(port)
 	ua, _ := sipgo.NewUA()
 	defer ua.Close()
 	client, _ := sipgo.NewClient(ua)
-	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: 5060})
+	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: host, Port: portN})
 	req.SetTransport("UDP")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := client.Do(ctx, req)
 	if err != nil || res.StatusCode != 200 {
-		t.Fatalf("OPTIONS: %v %v\nstderr:\n%s", res, err, stderr.String())
+		t.Fatalf("OPTIONS: %v %v\nstderr:\n%s", res, err, p.stderr.String())
 	}
 
-	hr, err := http.Get("http://127.0.0.1:9090/metrics")
+	hr, err := http.Get("http://" + p.metrics + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +146,8 @@ func TestEmbeddedDefault(t *testing.T) {
 		t.Fatalf("embedded rules not loaded:\n%s", body)
 	}
 
-	cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-exited:
-		exited <- err
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after SIGTERM")
+	if err := p.stop(t); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr.String())
 	}
 }
 
@@ -176,10 +155,7 @@ func TestEmbeddedDefault(t *testing.T) {
 // a broken file is refused and the old rules keep serving.
 func TestSIGHUPReloadsRules(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "sipproxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := sipproxyBinary(t)
 	rulesPath := filepath.Join(dir, "rules.yaml")
 	os.WriteFile(rulesPath, []byte("rules:\n  - user: sip:carol@contoso.com\n    immediate: sip:dave@contoso.com\n"), 0o600)
 	metricsAddr := freeAddr(t)

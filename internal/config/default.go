@@ -3,6 +3,7 @@ package config
 import (
 	_ "embed"
 	"fmt"
+	"net/netip"
 )
 
 // The embedded default configuration and its forwarding rules. Strings, so
@@ -29,4 +30,43 @@ func Default() (*Config, error) {
 	}
 	c.Forwarding.EmbeddedRules = []byte(defaultRules)
 	return c, nil
+}
+
+// MovePorts moves every SIP listener and the metrics server of c: to free
+// ports (port 0, the kernel picks) or by offset. It is for running the
+// embedded default beside something that holds its fixed ports (another
+// sipproxy, a test); the addresses stay as they are.
+func (c *Config) MovePorts(free bool, offset int) error {
+	if !free && offset == 0 {
+		return nil
+	}
+	move := func(what string, ap netip.AddrPort) (netip.AddrPort, error) {
+		if free {
+			return netip.AddrPortFrom(ap.Addr(), 0), nil
+		}
+		p := int(ap.Port()) + offset
+		if p < 1 || p > 65535 {
+			return ap, fmt.Errorf("config: port offset %d moves %s port %d out of range", offset, what, ap.Port())
+		}
+		return netip.AddrPortFrom(ap.Addr(), uint16(p)), nil
+	}
+	for i := range c.Server.Listen {
+		l := &c.Server.Listen[i]
+		ap, err := move(l.Transport, l.AddrPort)
+		if err != nil {
+			return err
+		}
+		l.AddrPort, l.Addr = ap, ap.String()
+	}
+	if c.Metrics.Listen != "" {
+		ap, err := netip.ParseAddrPort(c.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("config: metrics.listen: %w", err)
+		}
+		if ap, err = move("metrics", ap); err != nil {
+			return err
+		}
+		c.Metrics.Listen = ap.String()
+	}
+	return nil
 }

@@ -39,6 +39,9 @@ func TestDefault(t *testing.T) {
 		{"realm", c.Auth.Realm, "contoso.com"},
 		{"users", users, []string{"alice", "bob", "carol", "dave"}},
 		{"alice's password", c.Auth.Users[0].Password, "alice-secret"},
+		// sipp answers only the first challenge, with MD5; baresip gives up
+		// on a SHA-256 or second challenge.
+		{"digest algorithms", c.Auth.Algorithms, []string{"MD5"}},
 		{"log", []string{c.Log.Level, c.Log.Format}, []string{"info", "text"}},
 		{"no rules file", c.Forwarding.RulesFile, ""},
 		{"path", c.Path, ""},
@@ -121,13 +124,59 @@ func TestDefault(t *testing.T) {
 		}
 		want := []string{
 			`embedded:default.yaml:14: server.tls_client.insecure_skip_verify: certificates of TLS next hops (voicemail, routes) are not verified`,
-			`embedded:default.yaml:23: auth.users[0].password: user "alice" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:24: auth.users[1].password: user "bob" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:25: auth.users[2].password: user "carol" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:26: auth.users[3].password: user "dave" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:29: auth.users[0].password: user "alice" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:30: auth.users[1].password: user "bob" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:31: auth.users[2].password: user "carol" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:32: auth.users[3].password: user "dave" has a plain password; prefer ha1 (and ha1_sha256)`,
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	})
+}
+
+// TestMovePorts: the embedded default's listeners and metrics server move
+// to free ports or by an offset, addresses unchanged; an offset that leaves
+// the port range is refused.
+func TestMovePorts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		free    bool
+		offset  int
+		listen  []string
+		metrics string
+		err     string
+	}{
+		{"unchanged", false, 0, []string{"127.0.0.1:5060", "127.0.0.1:5060", "127.0.0.1:5061"}, "127.0.0.1:9090", ""},
+		{"free", true, 0, []string{"127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"}, "127.0.0.1:0", ""},
+		{"offset", false, 100, []string{"127.0.0.1:5160", "127.0.0.1:5160", "127.0.0.1:5161"}, "127.0.0.1:9190", ""},
+		{"out of range", false, 60500, nil, "", "out of range"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Default()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.MovePorts(tc.free, tc.offset)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, l := range c.Server.Listen {
+				if l.Addr != l.AddrPort.String() {
+					t.Errorf("Addr %q and AddrPort %v disagree", l.Addr, l.AddrPort)
+				}
+				got = append(got, l.Addr)
+			}
+			if !slices.Equal(got, tc.listen) || c.Metrics.Listen != tc.metrics {
+				t.Errorf("listen %q metrics %q, want %q %q", got, c.Metrics.Listen, tc.listen, tc.metrics)
+			}
+		})
+	}
 }

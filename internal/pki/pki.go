@@ -199,6 +199,34 @@ func (ca *CA) WritePEM(dir, name string) (path string, err error) {
 	return path, nil
 }
 
+// WriteKeyPEM writes the CA certificate to dir/name.crt and its private key
+// (PKCS #8, readable by the owner only) to dir/name.key, so that LoadCA can
+// issue more certificates from it later.
+func (ca *CA) WriteKeyPEM(dir, name string) (certPath, keyPath string, err error) {
+	return WritePEM(dir, name, tls.Certificate{Certificate: [][]byte{ca.cert.Raw}, PrivateKey: ca.key, Leaf: ca.cert})
+}
+
+// LoadCA reads a CA written by WriteKeyPEM: a CA certificate and its ECDSA
+// private key.
+func LoadCA(certPath, keyPath string) (*CA, error) {
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA %s: %w", certPath, err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("pki: CA %s: %w", certPath, err)
+	}
+	if !leaf.IsCA || leaf.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("pki: %s is not a CA certificate", certPath)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: CA key %s: %T is not an ECDSA key", keyPath, pair.PrivateKey)
+	}
+	return &CA{cert: leaf, key: key}, nil
+}
+
 // WritePEM writes the certificate chain of cert to dir/name.crt and its
 // private key (PKCS #8) to dir/name.key, creating dir if needed.
 func WritePEM(dir, name string, cert tls.Certificate) (certPath, keyPath string, err error) {

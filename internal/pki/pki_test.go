@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -190,4 +191,43 @@ func TestWritePEM(t *testing.T) {
 			t.Error("no error for a certificate without a chain")
 		}
 	})
+}
+
+// TestLoadCA: a CA written with its key issues again after LoadCA, and
+// what it issues verifies against the CA written before; a leaf
+// certificate is not a CA.
+func TestLoadCA(t *testing.T) {
+	dir := t.TempDir()
+	ca, err := NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath, err := ca.WriteKeyPEM(dir, "ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(keyPath); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("CA key %s: %v, mode %v; want 0600", keyPath, err, fi.Mode().Perm())
+	}
+	again, err := LoadCA(certPath, keyPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := again.Issue(IssueOptions{CommonName: "alice", URIs: []string{"sip:alice@contoso.com"}, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("issued by the loaded CA, not verified by the original: %v", err)
+	}
+	lc, lk, err := WritePEM(dir, "leaf", leaf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadCA(lc, lk); err == nil || !strings.Contains(err.Error(), "not a CA") {
+		t.Errorf("LoadCA of a leaf: %v, want not a CA", err)
+	}
+	if _, err := LoadCA(filepath.Join(dir, "missing.crt"), keyPath); err == nil {
+		t.Error("LoadCA of a missing file succeeded")
+	}
 }

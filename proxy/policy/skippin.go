@@ -98,7 +98,7 @@ func (d SkipPinDecision) Outcome() string {
 	}
 }
 
-// SkipPin applies the skip-pin trust rule (DESIGN.md; [MS-OCEXUM] 2.2.1,
+// SkipPin applies the skip-pin trust rule (docs/design.md; [MS-OCEXUM] 2.2.1,
 // 3.1). The header is kept only when all of these hold, checked in this
 // order, the first failure giving the reason:
 //

@@ -82,7 +82,7 @@ func skipPinMatrix() []matrixRow {
 	return rows
 }
 
-// oracle is the skip-pin rule of DESIGN.md written out plainly over the
+// oracle is the skip-pin rule of docs/design.md written out plainly over the
 // matrix labels, in the documented check order.
 func oracle(r matrixRow) (keep bool, reason policy.Reason) {
 	if r.method != "INVITE" {

@@ -52,6 +52,18 @@ func TestRun(t *testing.T) {
 	if !strings.Contains(out.String(), "demo ok: all 3 scenarios") {
 		t.Errorf("no success line:\n%s", out.String())
 	}
+	// Each call's verdict follows that call: scenario 3's comes before the
+	// contrast call, which has its own.
+	s3, contrast, ok := strings.Cut(out.String()[strings.Index(out.String(), "3. Play-On-Phone"):], "For contrast")
+	if !ok {
+		t.Fatalf("no contrast call:\n%s", out.String())
+	}
+	if !strings.Contains(s3, "=> no diversion: UM hears carol's real answer, her forwarding is suppressed   [ok]") {
+		t.Errorf("scenario 3's verdict is not right after its call:\n%s", s3)
+	}
+	if !strings.Contains(contrast, "=> without the header carol's busy rule diverts to her voicemail   [ok]") || strings.Contains(contrast, "no diversion:") {
+		t.Errorf("the contrast call lacks its own verdict:\n%s", contrast)
+	}
 }
 
 // TestRunDetectsMisbehaviour: the demo's checks can fail. Without carol's
@@ -78,6 +90,32 @@ func TestRunDetectsMisbehaviour(t *testing.T) {
 	if !strings.Contains(out.String(), "demo FAILED: 1 of 3 scenarios") || !strings.Contains(out.String(), "NOT AS DESCRIBED") {
 		t.Errorf("the failure is not printed:\n%s", out.String())
 	}
+	// Each problem is reported under the call that showed it.
+	s3, contrast, _ := strings.Cut(out.String()[strings.Index(out.String(), "3. Play-On-Phone"):], "For contrast")
+	contrast, _, _ = strings.Cut(contrast, "Metrics (")
+	if v := lineWith(s3, "=> "); !strings.Contains(v, "NOT AS DESCRIBED") || !strings.Contains(v, "forwarding counters changed by nothing") || strings.Contains(v, "did not divert") {
+		t.Errorf("scenario 3's verdict %q: want its own call's problem only", v)
+	}
+	v := lineWith(contrast, "=> ")
+	if !strings.Contains(v, "did not divert") {
+		t.Errorf("the contrast call's verdict %q lacks its problem", v)
+	}
+	_, problems, _ := strings.Cut(strings.TrimSpace(v), "NOT AS DESCRIBED: ")
+	for p := range strings.SplitSeq(problems, "; ") {
+		if !strings.HasPrefix(p, "control call") {
+			t.Errorf("the contrast call's verdict has scenario 3's problem %q", p)
+		}
+	}
+}
+
+// lineWith returns the first line of s containing sub.
+func lineWith(s, sub string) string {
+	for l := range strings.Lines(s) {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }
 
 func TestAdjustPorts(t *testing.T) {
