@@ -189,20 +189,27 @@ func start(ctx context.Context, o Options) (d *run, err error) {
 		return nil, err
 	}
 	d.cfg = cfg
-	if d.proxyCAs, err = proxyRoots(cfg); err != nil {
+	// Provisioned now: the phones trust the proxy's generated certificate.
+	rt, err := config.Provision(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if d.proxyCAs, err = proxyRoots(rt); err != nil {
 		return nil, err
 	}
 
 	// The voicemail stand-in listens where voicemail.uri points, over TLS
 	// with a throw-away certificate (the default trusts it through
 	// tls_client.insecure_skip_verify).
-	d.um, err = newAgent(d, "um", "tls", netip.AddrPortFrom(netip.MustParseAddr(cfg.Voicemail.Parsed.Host), uint16(cfg.Voicemail.Parsed.Port)), answer)
+	vm := cfg.Voicemail.Targets()[0]
+	d.um, err = newAgent(d, "um", "tls", netip.AddrPortFrom(netip.MustParseAddr(vm.Host), uint16(vm.Port)), answer)
 	if err != nil {
 		return nil, fmt.Errorf("demo: voicemail stand-in: %w", err)
 	}
-	cfg.Voicemail.Parsed.Port = int(d.um.addr.Port())
-	cfg.Voicemail.URI = cfg.Voicemail.Parsed.String()
+	vm.Port = int(d.um.addr.Port())
+	cfg.Voicemail.URI = vm.String()
 	d.vmURI = cfg.Voicemail.URI
+	rt.Voicemail = cfg.Voicemail.Targets()
 
 	// The proxy, wired as `sipproxy run` wires it.
 	d.m = metrics.New()
@@ -219,7 +226,7 @@ func start(ctx context.Context, o Options) (d *run, err error) {
 		return nil, err
 	}
 	d.m.Reloaded(true, len(rs), time.Now())
-	d.srv, err = proxy.New(cfg, proxy.Options{Logger: d.log.With("component", "proxy"), Metrics: d.m, Rules: store})
+	d.srv, err = proxy.New(cfg, proxy.Options{Logger: d.log.With("component", "proxy"), Metrics: d.m, Rules: store, Runtime: rt})
 	if err != nil {
 		return nil, err
 	}
@@ -272,23 +279,24 @@ func adjustPorts(cfg *config.Config, free bool, offset int) error {
 	if err := cfg.MovePorts(free, offset); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	switch p := cfg.Voicemail.Parsed.Port + offset; {
+	vm := cfg.Voicemail.Targets()[0]
+	switch p := vm.Port + offset; {
 	case free:
-		cfg.Voicemail.Parsed.Port = 0
+		vm.Port = 0
 	case p < 1 || p > 65535:
-		return fmt.Errorf("demo: port offset %d moves voicemail port %d out of range", offset, cfg.Voicemail.Parsed.Port)
+		return fmt.Errorf("demo: port offset %d moves voicemail port %d out of range", offset, vm.Port)
 	default:
-		cfg.Voicemail.Parsed.Port = p
+		vm.Port = p
 	}
-	cfg.Voicemail.URI = cfg.Voicemail.Parsed.String()
+	cfg.Voicemail.URI = vm.String()
 	return nil
 }
 
 // proxyRoots trusts the proxy's generated TLS certificate, so the phones
 // verify the proxy as real clients would.
-func proxyRoots(cfg *config.Config) (*x509.CertPool, error) {
+func proxyRoots(rt *config.Runtime) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
-	for _, l := range cfg.Server.Listen {
+	for _, l := range rt.Listeners {
 		if l.Transport != "tls" || l.Certificate == nil || len(l.Certificate.Certificate) == 0 {
 			continue
 		}

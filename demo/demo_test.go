@@ -151,9 +151,6 @@ func TestAdjustPorts(t *testing.T) {
 			}
 			var got []string
 			for _, l := range cfg.Server.Listen {
-				if l.Addr != l.AddrPort.String() {
-					t.Errorf("Addr %q and AddrPort %v disagree", l.Addr, l.AddrPort)
-				}
 				got = append(got, l.Addr)
 			}
 			if strings.Join(got, " ") != strings.Join(tc.listen, " ") {
@@ -162,8 +159,8 @@ func TestAdjustPorts(t *testing.T) {
 			if cfg.Metrics.Listen != tc.metrics {
 				t.Errorf("metrics %q, want %q", cfg.Metrics.Listen, tc.metrics)
 			}
-			if cfg.Voicemail.URI != tc.voicemail || cfg.Voicemail.Parsed.String() != tc.voicemail {
-				t.Errorf("voicemail %q / %q, want %q", cfg.Voicemail.URI, cfg.Voicemail.Parsed.String(), tc.voicemail)
+			if cfg.Voicemail.URI != tc.voicemail {
+				t.Errorf("voicemail %q, want %q", cfg.Voicemail.URI, tc.voicemail)
 			}
 		})
 	}

@@ -42,7 +42,8 @@ func benchServer(b *testing.B) *Server {
 		b.Fatal(err)
 	}
 	for _, lc := range cfg.Server.Listen {
-		l := &listener{transport: lc.Transport, bound: lc.AddrPort, host: lc.AddrPort.Addr().String(), port: int(lc.AddrPort.Port())}
+		ap := netip.MustParseAddrPort(lc.Addr)
+		l := &listener{transport: lc.Transport, bound: ap, host: ap.Addr().String(), port: int(ap.Port())}
 		s.addListener(l)
 	}
 	return s

@@ -26,7 +26,7 @@ func (s *Server) newUpstream() error {
 		return fmt.Errorf("resolver: %w", err)
 	}
 	s.resolver = res
-	if len(s.cfg.Voicemail.ParsedURIs) == 0 {
+	if len(s.rt.Voicemail) == 0 {
 		return nil
 	}
 	var retry time.Duration
@@ -36,7 +36,7 @@ func (s *Server) newUpstream() error {
 		retry = 30 * time.Second
 	}
 	s.vmPool, err = upstream.New(upstream.Config{
-		URIs:      s.cfg.Voicemail.ParsedURIs,
+		URIs:      s.rt.Voicemail,
 		Resolver:  res,
 		Up:        s.m.UpstreamUp,
 		Failovers: s.m.UpstreamFailovers,

@@ -221,6 +221,10 @@ func TestVoicemailProbes(t *testing.T) {
 		probe:         "200ms",
 	})
 	um2.serve(t, px)
+	// Rounds do not overlap: once the live server has its second probe,
+	// the first round is over (the dead one is suspect, still up) and the
+	// second decides.
+	um2.wait(t, "OPTIONS", 2)
 	took := waitUp(t, px, port, 0)
 	t.Logf("MEASURED dead server out of service %v after start (probe_interval 200ms)", took.Round(time.Millisecond))
 	if got := testutil.ToFloat64(px.m.UpstreamUp.WithLabelValues(fmt.Sprintf("tls:127.0.0.1:%d", um2.port))); got != 1 {

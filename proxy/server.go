@@ -43,12 +43,17 @@ type Options struct {
 	Metrics *metrics.Metrics // required
 	// Rules is the forwarding rule store; nil means no forwarding rules.
 	Rules *rules.Store
+	// Runtime is cfg provisioned (config.Provision), for a caller that
+	// needs it too (the demo trusts the generated certificate); nil: New
+	// provisions cfg itself.
+	Runtime *config.Runtime
 }
 
 // Server is a running proxy: listeners, pipeline and the state it keeps
 // (registrar bindings, in-flight calls).
 type Server struct {
 	cfg   *config.Config
+	rt    *config.Runtime // what cfg provisioned: certificates, parsed URIs and prefixes
 	log   *slog.Logger
 	m     *metrics.Metrics
 	rules *rules.Store
@@ -115,7 +120,15 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		certs:   newPeerCerts(),
 		byTrans: make(map[string]*listener),
 	}
-	rt, err := router.New(routerConfig(cfg))
+	prov := opt.Runtime
+	if prov == nil {
+		var err error
+		if prov, err = config.Provision(cfg); err != nil {
+			return nil, fmt.Errorf("provision: %w", err)
+		}
+	}
+	s.rt = prov
+	rt, err := router.New(routerConfig(cfg, prov))
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +170,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		NonceTTL:   cfg.Auth.NonceTTL.Duration,
 		Algorithms: cfg.Auth.Algorithms,
 	})
-	s.peers = auth.NewPeers(cfg.Peers)
+	s.peers = auth.NewPeers(s.rt.Peers)
 	s.dialogs = newDialogs(12*time.Hour, s.m.DialogsActive)
 	if err := s.newLimits(); err != nil {
 		return nil, err
@@ -174,7 +187,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipproxy"),
 		sipgo.WithUserAgentParser(parser),
-		sipgo.WithUserAgenTLSConfig(s.clientTLS(cfg.Server.TLSClient)),
+		sipgo.WithUserAgenTLSConfig(s.clientTLS(prov.TLSClient)),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(log),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
@@ -210,7 +223,7 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 func (s *Server) newLimits() error {
 	lc := s.cfg.Limits
 	var exempt []netip.Prefix
-	for _, p := range s.cfg.Peers {
+	for _, p := range s.rt.Peers {
 		exempt = append(exempt, p.Prefixes...)
 	}
 	var err error
@@ -238,7 +251,7 @@ func (s *Server) newLimits() error {
 	return nil
 }
 
-func (s *Server) clientTLS(c config.TLSClient) *tls.Config {
+func (s *Server) clientTLS(c config.TLSClientRuntime) *tls.Config {
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		RootCAs:            c.RootCAs,
@@ -362,8 +375,8 @@ func (s *Server) writeResponse(res *sip.Response) error {
 func (s *Server) Start(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	s.cancel = cancel
-	serve := make([]func() error, 0, len(s.cfg.Server.Listen))
-	for _, lc := range s.cfg.Server.Listen {
+	serve := make([]func() error, 0, len(s.rt.Listeners))
+	for _, lc := range s.rt.Listeners {
 		l, run, err := s.bind(lc)
 		if err != nil {
 			cancel()
@@ -393,7 +406,7 @@ func (s *Server) Start(ctx context.Context) error {
 	return nil
 }
 
-func (s *Server) bind(lc config.Listener) (*listener, func() error, error) {
+func (s *Server) bind(lc config.ListenerRuntime) (*listener, func() error, error) {
 	l := &listener{transport: lc.Transport}
 	var run func() error
 	switch lc.Transport {
@@ -477,16 +490,16 @@ func (s *Server) addListener(l *listener) {
 }
 
 // routerConfig is the router's slice of the configuration.
-func routerConfig(cfg *config.Config) router.Config {
+func routerConfig(cfg *config.Config, rt *config.Runtime) router.Config {
 	rc := router.Config{Domains: cfg.Server.Domains}
 	for _, u := range cfg.Auth.Users {
 		rc.Users = append(rc.Users, u.User)
 	}
-	rc.Voicemail = cfg.Voicemail.ParsedURIs
-	for _, r := range cfg.Routes {
-		rc.Routes = append(rc.Routes, router.Route{Domain: r.Domain, NextHop: r.Parsed})
+	rc.Voicemail = rt.Voicemail
+	for _, r := range rt.Routes {
+		rc.Routes = append(rc.Routes, router.Route{Domain: r.Domain, NextHop: r.NextHop})
 	}
-	for _, p := range cfg.Peers {
+	for _, p := range rt.Peers {
 		rc.Peers = append(rc.Peers, router.Peer{Name: p.Name, Names: p.TLSNames, Prefixes: p.Prefixes})
 	}
 	return rc

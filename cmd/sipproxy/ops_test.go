@@ -399,7 +399,8 @@ func exposedPorts(c *config.Config) map[string]bool {
 		if l.Transport == "udp" {
 			proto = "udp"
 		}
-		out[fmt.Sprintf("%d/%s", l.AddrPort.Port(), proto)] = true
+		_, port, _ := net.SplitHostPort(l.Addr)
+		out[port+"/"+proto] = true
 	}
 	if c.Metrics.Listen != "" {
 		_, port, _ := net.SplitHostPort(c.Metrics.Listen)

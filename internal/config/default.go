@@ -52,11 +52,14 @@ func (c *Config) MovePorts(free bool, offset int) error {
 	}
 	for i := range c.Server.Listen {
 		l := &c.Server.Listen[i]
-		ap, err := move(l.Transport, l.AddrPort)
+		ap, err := parseListenAddr(l.Addr)
 		if err != nil {
+			return fmt.Errorf("config: server.listen[%d]: %w", i, err)
+		}
+		if ap, err = move(l.Transport, ap); err != nil {
 			return err
 		}
-		l.AddrPort, l.Addr = ap, ap.String()
+		l.Addr = ap.String()
 	}
 	if c.Metrics.Listen != "" {
 		ap, err := netip.ParseAddrPort(c.Metrics.Listen)

@@ -26,7 +26,11 @@ func TestExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tls := c.Server.Listen[2]
+	rt, err := Provision(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tls := rt.Listeners[2]
 	tests := []struct {
 		name string
 		got  any
@@ -35,8 +39,8 @@ func TestExample(t *testing.T) {
 		{"no warnings", len(c.Warnings()), 0},
 		{"listeners", len(c.Server.Listen), 3},
 		{"tls listener", []any{tls.Transport, tls.Certificate != nil, tls.ClientCAs != nil}, []any{"tls", true, true}},
-		{"tls client", []any{c.Server.TLSClient.RootCAs != nil, c.Server.TLSClient.Certificate != nil}, []any{true, true}},
-		{"voicemail over TLS", c.Voicemail.Parsed.String(), "sip:um.contoso.com:5066;transport=tls"},
+		{"tls client", []any{rt.TLSClient.RootCAs != nil, rt.TLSClient.Certificate != nil}, []any{true, true}},
+		{"voicemail over TLS", rt.Voicemail[0].String(), "sip:um.contoso.com:5066;transport=tls"},
 		{"peers", []string{c.Peers[0].Name, c.Peers[1].Name}, []string{"exchange-um", "pstn-gateway"}},
 		{"routes", []string{c.Routes[0].Domain, c.Routes[1].Domain}, []string{"fabrikam.com", "*"}},
 		{"rules file", c.Forwarding.RulesFile, filepath.Join(dir, "rules.example.yaml")},

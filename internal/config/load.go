@@ -16,10 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/emiago/sipgo/sip"
-
 	"github.com/sipproxy/sipproxy/internal/aor"
-	"github.com/sipproxy/sipproxy/internal/pki"
 )
 
 // Load reads, decodes and validates the configuration file at path. On
@@ -52,9 +49,6 @@ func LoadBytes(name string, data []byte, baseDir string) (*Config, error) {
 	r.decode(doc, reflect.ValueOf(c).Elem(), "")
 	v := &validator{report: r, base: baseDir, c: c}
 	v.validate()
-	if len(r.errs) == 0 {
-		v.selfSigned()
-	}
 	if len(r.errs) > 0 {
 		sortByLine(r.errs)
 		return nil, r.errs
@@ -106,7 +100,7 @@ func (v *validator) server() {
 	}
 	v.listeners()
 	if s.Resolver != "" {
-		s.ResolverAddr = v.resolverAddr("server.resolver", s.Resolver)
+		v.resolverAddr("server.resolver", s.Resolver)
 	}
 	v.duration(&s.TimerC, "server.timer_c", 180*time.Second, time.Second, 0)
 	v.duration(&s.NoResponseTimeout, "server.no_response_timeout", 10*time.Second, time.Second, 32*time.Second)
@@ -117,6 +111,7 @@ func (v *validator) listeners() {
 	if len(ls) == 0 {
 		v.errorf("server.listen", "at least one listener is required")
 	}
+	addrs := make([]netip.AddrPort, len(ls)) // valid ones, for conflicts
 	for i := range ls {
 		l := &ls[i]
 		p := fmt.Sprintf("server.listen[%d]", i)
@@ -133,7 +128,7 @@ func (v *validator) listeners() {
 			v.requiredf(p, []string{"addr"}, "addr is required (ip:port)")
 		} else {
 			addr, addrOK = v.addr(p+".addr", l.Addr)
-			l.AddrPort = addr
+			addrs[i] = addr
 		}
 		if l.Advertise != "" && !validHost(l.Advertise) {
 			v.errorf(p+".advertise", "%q is not a host name or IP address", l.Advertise)
@@ -158,18 +153,19 @@ func (v *validator) listeners() {
 		}
 		for j := range i {
 			o := &ls[j]
-			if !o.AddrPort.IsValid() || !validTransport(o.Transport) || socketNetwork(o.Transport) != socketNetwork(l.Transport) || !overlap(o.AddrPort, addr) {
+			oa := addrs[j]
+			if !oa.IsValid() || !validTransport(o.Transport) || socketNetwork(o.Transport) != socketNetwork(l.Transport) || !overlap(oa, addr) {
 				continue
 			}
 			switch {
-			case o.Transport == l.Transport && o.AddrPort == addr:
+			case o.Transport == l.Transport && oa == addr:
 				v.errorf(p, "duplicate listener %s %s (first at line %d)", l.Transport, addr, o.Line)
-			case o.AddrPort == addr:
+			case oa == addr:
 				v.errorf(p, "%s listener %s conflicts with the %s listener at line %d: both bind %s port %d",
 					l.Transport, addr, o.Transport, o.Line, strings.ToUpper(socketNetwork(l.Transport)), addr.Port())
 			default:
 				v.errorf(p, "%s listener %s overlaps the %s listener %s at line %d (a wildcard address binds every interface)",
-					l.Transport, addr, o.Transport, o.AddrPort, o.Line)
+					l.Transport, addr, o.Transport, oa, o.Line)
 			}
 			break
 		}
@@ -189,10 +185,10 @@ func (v *validator) listenerTLS(l *Listener, p string) {
 	case l.Cert == "":
 		v.requiredf(p, []string{"cert"}, "cert is required with key")
 	default:
-		l.Certificate = v.keyPair(p, &l.Cert, &l.Key)
+		v.keyPair(p, &l.Cert, &l.Key)
 	}
 	if l.ClientCA != "" {
-		l.ClientCAs = v.pool(p+".client_ca", &l.ClientCA)
+		v.pool(p+".client_ca", &l.ClientCA)
 	}
 }
 
@@ -200,11 +196,11 @@ func (v *validator) tlsClient() {
 	t := &v.c.Server.TLSClient
 	const p = "server.tls_client"
 	if t.CA != "" {
-		t.RootCAs = v.pool(p+".ca", &t.CA)
+		v.pool(p+".ca", &t.CA)
 	}
 	switch {
 	case t.Cert != "" && t.Key != "":
-		t.Certificate = v.keyPair(p, &t.Cert, &t.Key)
+		v.keyPair(p, &t.Cert, &t.Key)
 	case t.Cert != "":
 		v.requiredf(p, []string{"key"}, "key is required with cert")
 	case t.Key != "":
@@ -221,13 +217,9 @@ func (v *validator) voicemail() {
 	case v.set["voicemail.uris"]:
 		v.voicemailPool()
 	case vm.URI != "":
-		u, _, err := aor.Parse(vm.URI)
-		if err != nil {
+		if _, _, err := aor.Parse(vm.URI); err != nil {
 			v.errorf("voicemail.uri", "%v", err)
-			return
 		}
-		vm.Parsed = u
-		vm.ParsedURIs = []sip.Uri{u}
 	case v.set["voicemail"]:
 		v.requiredf("voicemail", []string{"uri", "uris"}, "uri or uris is required when voicemail is set")
 	}
@@ -255,10 +247,6 @@ func (v *validator) voicemailPool() {
 			continue
 		}
 		first[key] = v.line(p)
-		vm.ParsedURIs = append(vm.ParsedURIs, u)
-	}
-	if len(vm.ParsedURIs) > 0 {
-		vm.Parsed = vm.ParsedURIs[0]
 	}
 }
 
@@ -306,8 +294,6 @@ func (v *validator) peers() {
 				}
 			case pfx != pfx.Masked():
 				v.errorf(sp, "%q has bits set beyond the prefix length; did you mean %s?", src, pfx.Masked())
-			default:
-				pr.Prefixes = append(pr.Prefixes, pfx)
 			}
 		}
 		for j, name := range pr.TLSNames {
@@ -393,12 +379,9 @@ func (v *validator) routes() {
 			v.requiredf(p, []string{"next_hop"}, "next_hop is required")
 			continue
 		}
-		u, _, err := aor.Parse(rt.NextHop)
-		if err != nil {
+		if _, _, err := aor.Parse(rt.NextHop); err != nil {
 			v.errorf(p+".next_hop", "%v", err)
-			continue
 		}
-		rt.Parsed = u
 	}
 }
 
@@ -452,32 +435,6 @@ func (v *validator) limits() {
 	v.intRange(&l.ConnectionsPerSource, "limits.connections_per_source", 64, 0, 0)
 }
 
-// selfSigned generates the certificate of every self_signed listener, valid
-// for localhost, loopback, the listener's address and advertised names.
-func (v *validator) selfSigned() {
-	for i := range v.c.Server.Listen {
-		l := &v.c.Server.Listen[i]
-		if l.Transport != "tls" || !l.SelfSigned {
-			continue
-		}
-		hosts := []string{"localhost"}
-		if ip := l.AddrPort.Addr().WithZone(""); !ip.IsUnspecified() {
-			hosts = append(hosts, ip.String())
-		}
-		for _, h := range []string{l.Advertise, v.c.Server.Advertise} {
-			if h != "" {
-				hosts = append(hosts, h)
-			}
-		}
-		cert, err := pki.SelfSigned(hosts...)
-		if err != nil {
-			v.errorf(fmt.Sprintf("server.listen[%d]", i), "cannot generate a self-signed certificate: %v", err)
-			continue
-		}
-		l.Certificate = &cert
-	}
-}
-
 // duration applies a default when path is absent from the file and checks
 // the range otherwise (max 0: no upper bound).
 func (v *validator) duration(d *Duration, path string, def, lo, hi time.Duration) {
@@ -509,24 +466,32 @@ func (v *validator) intRange(n *int, path string, def, lo, hi int) {
 	}
 }
 
-// addr parses an "ip:port" listen address.
+// addr checks an "ip:port" listen address.
 func (v *validator) addr(path, s string) (netip.AddrPort, bool) {
+	ap, err := parseListenAddr(s)
+	if err != nil {
+		v.errorf(path, "%v", err)
+		return netip.AddrPort{}, false
+	}
+	return ap, true
+}
+
+// parseListenAddr parses an "ip:port" listen address: an IP literal (names
+// are not resolved) and a port, 0 picking a free one.
+func parseListenAddr(s string) (netip.AddrPort, error) {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		v.errorf(path, "%q is not ip:port", s)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, fmt.Errorf("%q is not ip:port", s)
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		v.errorf(path, "%q: the host must be an IP literal such as 0.0.0.0, 127.0.0.1 or [::1]; names are not resolved", s)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, fmt.Errorf("%q: the host must be an IP literal such as 0.0.0.0, 127.0.0.1 or [::1]; names are not resolved", s)
 	}
 	n, err := strconv.Atoi(port)
 	if err != nil || n < 0 || n > 65535 {
-		v.errorf(path, "%q: the port must be 0-65535 (0 picks a free port)", s)
-		return netip.AddrPort{}, false
+		return netip.AddrPort{}, fmt.Errorf("%q: the port must be 0-65535 (0 picks a free port)", s)
 	}
-	return netip.AddrPortFrom(ip, uint16(n)), true
+	return netip.AddrPortFrom(ip, uint16(n)), nil
 }
 
 // resolverAddr parses the "ip:port" of a DNS server. The host must be an
@@ -554,8 +519,9 @@ func (v *validator) resolverAddr(path, s string) netip.AddrPort {
 	return netip.AddrPortFrom(ip, uint16(n))
 }
 
-// keyPair loads a PEM certificate chain and its private key, rewriting both
-// fields to their resolved paths. path names the mapping holding cert and key.
+// keyPair checks that a PEM certificate chain and its private key load,
+// rewriting both fields to their resolved paths. path names the mapping
+// holding cert and key.
 func (v *validator) keyPair(path string, cert, key *string) *tls.Certificate {
 	*cert, *key = v.resolve(*cert), v.resolve(*key)
 	certPEM, certErr := os.ReadFile(*cert)
@@ -577,8 +543,8 @@ func (v *validator) keyPair(path string, cert, key *string) *tls.Certificate {
 	return &pair
 }
 
-// pool loads a PEM bundle of CA certificates, rewriting the field to its
-// resolved path.
+// pool checks that a PEM bundle of CA certificates loads, rewriting the
+// field to its resolved path.
 func (v *validator) pool(path string, file *string) *x509.CertPool {
 	*file = v.resolve(*file)
 	data, err := os.ReadFile(*file)
@@ -678,4 +644,26 @@ func isHex(s string, n int) bool {
 		}
 	}
 	return true
+}
+
+// loadKeyPair loads a PEM certificate chain and its private key (Provision).
+func loadKeyPair(cert, key string) (*tls.Certificate, error) {
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("certificate %s and key %s: %w", cert, key, err)
+	}
+	return &pair, nil
+}
+
+// loadPool loads a PEM bundle of CA certificates (Provision).
+func loadPool(file string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("CA bundle: %w", err)
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", file)
+	}
+	return p, nil
 }

@@ -522,8 +522,12 @@ log: {level: loud}`), 0o644); err != nil {
 			t.Errorf("RulesFile = %q, want %q", c.Forwarding.RulesFile, want)
 		}
 		l := c.Server.Listen[0]
-		if want := filepath.Join(dir, "tls", "server.crt"); l.Cert != want || l.Certificate == nil {
-			t.Errorf("Cert = %q (loaded %v), want %q loaded", l.Cert, l.Certificate != nil, want)
+		rt, err := Provision(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := filepath.Join(dir, "tls", "server.crt"); l.Cert != want || rt.Listeners[0].Certificate == nil {
+			t.Errorf("Cert = %q (loaded %v), want %q loaded", l.Cert, rt.Listeners[0].Certificate != nil, want)
 		}
 	})
 }
@@ -595,6 +599,15 @@ limits:
 	}
 
 	ls := c.Server.Listen
+	rt, err := Provision(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := rt.Listeners
+	minimalRT, err := Provision(minimal)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		got  any
@@ -602,29 +615,29 @@ limits:
 	}{
 		{"domains lower-cased", c.Server.Domains, []string{"contoso.com", "sip.contoso.com"}},
 		{"listener count", len(ls), 5},
-		{"listener addr", ls[0].AddrPort.String(), "0.0.0.0:5060"},
+		{"listener addr", rl[0].AddrPort.String(), "0.0.0.0:5060"},
 		{"listener line", []int{ls[0].Line, ls[1].Line, ls[2].Line, ls[3].Line, ls[4].Line}, []int{4, 5, 6, 7, 10}},
-		{"plain listener has no certificate", ls[0].Certificate == nil && ls[2].Certificate == nil, true},
-		{"anchored listener", []any{ls[1].Transport, ls[1].AddrPort.String(), ls[1].Certificate != nil}, []any{"tls", "0.0.0.0:5062", true}},
-		{"merged listener", []any{ls[3].Transport, ls[3].AddrPort.String(), ls[3].Cert, ls[3].Certificate != nil}, []any{"tls", "0.0.0.0:5061", filepath.Join(dir, "tls/server.crt"), true}},
-		{"merged listener certificate", ls[3].Certificate.Leaf.DNSNames, []string{"sip.contoso.com"}},
-		{"client CAs loaded", ls[3].ClientCAs != nil && ls[1].ClientCAs == nil, true},
+		{"plain listener has no certificate", rl[0].Certificate == nil && rl[2].Certificate == nil, true},
+		{"anchored listener", []any{ls[1].Transport, rl[1].AddrPort.String(), rl[1].Certificate != nil}, []any{"tls", "0.0.0.0:5062", true}},
+		{"merged listener", []any{ls[3].Transport, rl[3].AddrPort.String(), ls[3].Cert, rl[3].Certificate != nil}, []any{"tls", "0.0.0.0:5061", filepath.Join(dir, "tls/server.crt"), true}},
+		{"merged listener certificate", rl[3].Certificate.Leaf.DNSNames, []string{"sip.contoso.com"}},
+		{"client CAs loaded", rl[3].ClientCAs != nil && rl[1].ClientCAs == nil, true},
 		{"client CA path resolved", ls[3].ClientCA, filepath.Join(dir, "tls/clients-ca.crt")},
-		{"self-signed generated", ls[4].Certificate != nil, true},
-		{"self-signed names", ls[4].Certificate.Leaf.DNSNames, []string{"localhost", "sip.contoso.com"}},
-		{"self-signed IPs", ipStrings(ls[4].Certificate.Leaf.IPAddresses), []string{"127.0.0.1", "192.0.2.10", "::1"}},
+		{"self-signed generated", rl[4].Certificate != nil, true},
+		{"self-signed names", rl[4].Certificate.Leaf.DNSNames, []string{"localhost", "sip.contoso.com"}},
+		{"self-signed IPs", ipStrings(rl[4].Certificate.Leaf.IPAddresses), []string{"127.0.0.1", "192.0.2.10", "::1"}},
 		{"server advertise", c.Server.Advertise, "192.0.2.10"},
 		{"timer C", c.Server.TimerC.Duration.String(), "3m0s"},
-		{"tls client roots", c.Server.TLSClient.RootCAs != nil, true},
-		{"tls client certificate", c.Server.TLSClient.Certificate != nil, true},
-		{"voicemail parsed", []any{c.Voicemail.Parsed.Host, c.Voicemail.Parsed.Port}, []any{"um.contoso.com", 5066}},
-		{"peer prefixes", prefixStrings(c.Peers[0].Prefixes), []string{"10.0.0.5/32", "2001:db8::/64"}},
+		{"tls client roots", rt.TLSClient.RootCAs != nil, true},
+		{"tls client certificate", rt.TLSClient.Certificate != nil, true},
+		{"voicemail parsed", []any{rt.Voicemail[0].Host, rt.Voicemail[0].Port}, []any{"um.contoso.com", 5066}},
+		{"peer prefixes", prefixStrings(rt.Peers[0].Prefixes), []string{"10.0.0.5/32", "2001:db8::/64"}},
 		{"peer lines", []int{c.Peers[0].Line, c.Peers[1].Line}, []int{21, 22}},
 		{"ha1 lower-cased", c.Auth.Users[0].HA1, "0123456789abcdef0123456789abcdef"},
 		{"user lines", []int{c.Auth.Users[0].Line, c.Auth.Users[1].Line}, []int{28, 29}},
 		{"nonce TTL", c.Auth.NonceTTL.Duration.String(), "10m0s"},
 		{"route domain lower-cased", c.Routes[0].Domain, "fabrikam.com"},
-		{"route parsed", []any{c.Routes[0].Parsed.Host, c.Routes[1].Parsed.Host, c.Routes[1].Line}, []any{"edge.fabrikam.com", "gw.contoso.com", 32}},
+		{"route parsed", []any{rt.Routes[0].NextHop.Host, rt.Routes[1].NextHop.Host, c.Routes[1].Line}, []any{"edge.fabrikam.com", "gw.contoso.com", 32}},
 		{"rules file resolved", c.Forwarding.RulesFile, filepath.Join(dir, "rules.yaml")},
 		{"default after", c.Forwarding.DefaultAfter.Duration.String(), "25s"},
 		{"max diversions", c.Forwarding.MaxDiversions, 3},
@@ -637,9 +650,9 @@ limits:
 		{"default max diversions", minimal.Forwarding.MaxDiversions, 5},
 		{"default log", []string{minimal.Log.Level, minimal.Log.Format}, []string{"info", "json"}},
 		{"default limits", []any{minimal.Limits.MaxMessageBytes, minimal.Limits.MaxHeaders, minimal.Limits.IdleTimeout.String(), minimal.Limits.TLSHandshake.String()}, []any{65535, 100, "5m", "10s"}},
-		{"default no voicemail", minimal.Voicemail.URI == "" && minimal.Voicemail.Parsed.Host == "", true},
+		{"default no voicemail", minimal.Voicemail.URI == "" && len(minimalRT.Voicemail) == 0, true},
 		{"default no rules file", minimal.Forwarding.RulesFile, ""},
-		{"default tls client", minimal.Server.TLSClient.RootCAs == nil && minimal.Server.TLSClient.Certificate == nil, true},
+		{"default tls client", minimalRT.TLSClient.RootCAs == nil && minimalRT.TLSClient.Certificate == nil, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -26,32 +25,31 @@ func TestUpstreamKeys(t *testing.T) {
 	tests := []struct {
 		name     string
 		yaml     string // a whole document
-		resolver netip.AddrPort
-		uris     []string // ParsedURIs
-		parsed   string   // Parsed
+		resolver string
+		uris     []string // Targets
 		interval time.Duration
 	}{
 		{name: "no voicemail: defaults", yaml: base, interval: 10 * time.Second},
 		{name: "uri with port", yaml: base + `
 voicemail: {uri: "sip:um.contoso.com:5066;transport=tls"}`,
-			uris: []string{"sip:um.contoso.com:5066;transport=tls"}, parsed: "sip:um.contoso.com:5066;transport=tls", interval: 10 * time.Second},
+			uris: []string{"sip:um.contoso.com:5066;transport=tls"}, interval: 10 * time.Second},
 		{name: "uri without port (SRV)", yaml: base + `
 voicemail: {uri: "sips:um.contoso.com", probe_interval: 30s}`,
-			uris: []string{"sips:um.contoso.com"}, parsed: "sips:um.contoso.com", interval: 30 * time.Second},
+			uris: []string{"sips:um.contoso.com"}, interval: 30 * time.Second},
 		{name: "a pool, in order, probing off", yaml: fmt.Sprintf(withResolver, `"10.0.0.53:53"`) + `
 voicemail:
   uris:
     - "sip:um2.contoso.com:5061;transport=tls"
     - "sips:um1.contoso.com"
   probe_interval: 0s`,
-			resolver: netip.MustParseAddrPort("10.0.0.53:53"),
+			resolver: "10.0.0.53:53",
 			uris:     []string{"sip:um2.contoso.com:5061;transport=tls", "sips:um1.contoso.com"},
-			parsed:   "sip:um2.contoso.com:5061;transport=tls", interval: 0},
+			interval: 0},
 		{name: "IPv6 resolver", yaml: fmt.Sprintf(withResolver, `"[2001:db8::53]:5353"`),
-			resolver: netip.MustParseAddrPort("[2001:db8::53]:5353"), interval: 10 * time.Second},
+			resolver: "[2001:db8::53]:5353", interval: 10 * time.Second},
 		{name: "short interval for tests", yaml: base + `
 voicemail: {uri: "sips:um.contoso.com", probe_interval: 100ms}`,
-			uris: []string{"sips:um.contoso.com"}, parsed: "sips:um.contoso.com", interval: 100 * time.Millisecond},
+			uris: []string{"sips:um.contoso.com"}, interval: 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,18 +57,15 @@ voicemail: {uri: "sips:um.contoso.com", probe_interval: 100ms}`,
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.Server.ResolverAddr != tt.resolver {
-				t.Errorf("ResolverAddr %v, want %v", c.Server.ResolverAddr, tt.resolver)
+			if c.Server.Resolver != tt.resolver {
+				t.Errorf("Resolver %q, want %q", c.Server.Resolver, tt.resolver)
 			}
 			var got []string
-			for _, u := range c.Voicemail.ParsedURIs {
+			for _, u := range c.Voicemail.Targets() {
 				got = append(got, u.String())
 			}
 			if !slices.Equal(got, tt.uris) {
-				t.Errorf("ParsedURIs %q, want %q", got, tt.uris)
-			}
-			if p := c.Voicemail.Parsed; tt.parsed != "" && p.String() != tt.parsed || tt.parsed == "" && p.Host != "" {
-				t.Errorf("Parsed %q, want %q", p.String(), tt.parsed)
+				t.Errorf("Targets %q, want %q", got, tt.uris)
 			}
 			if c.Voicemail.ProbeInterval.Duration != tt.interval {
 				t.Errorf("ProbeInterval %s, want %s", c.Voicemail.ProbeInterval, tt.interval)

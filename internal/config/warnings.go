@@ -22,13 +22,13 @@ func (c *Config) Warnings() []Error {
 		}
 		ws = append(ws, Error{File: file, Line: line, Msg: path + ": " + fmt.Sprintf(format, args...)})
 	}
-	if c.Voicemail.URI != "" && !isTLS(c.Voicemail.Parsed) {
+	if c.Voicemail.URI != "" && !isTLS(c.Voicemail.Targets()[0]) {
 		warn("voicemail.uri", c.Voicemail.Line,
 			"%q is not a TLS URI (neither sips: nor transport=tls): skip-pin can never be honoured end to end", c.Voicemail.URI)
 	}
 	if len(c.Voicemail.URIs) > 0 {
 		// A loaded pool has every entry parsed, in order.
-		for i, u := range c.Voicemail.ParsedURIs {
+		for i, u := range c.Voicemail.Targets() {
 			if !isTLS(u) {
 				warn(fmt.Sprintf("voicemail.uris[%d]", i), c.Voicemail.Line,
 					"%q is not a TLS URI (neither sips: nor transport=tls): skip-pin can never be honoured end to end through it", c.Voicemail.URIs[i])

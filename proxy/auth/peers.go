@@ -22,15 +22,15 @@ type peer struct {
 }
 
 // NewPeers prepares peers, in configuration order, for Match. Source matching
-// uses the Prefixes config.Load derives from Sources: a peer that lists
+// uses the Prefixes config.Provision derives from Sources: a peer that lists
 // sources but has no prefixes never matches (it fails closed). The returned
 // *config.Peer values point into peers, which must not change afterwards.
-func NewPeers(peers []config.Peer) *Peers {
+func NewPeers(peers []config.PeerRuntime) *Peers {
 	p := &Peers{peers: make([]peer, 0, len(peers))}
 	for i := range peers {
 		c := &peers[i]
 		e := peer{
-			conf:       c,
+			conf:       &c.Peer,
 			bySource:   len(c.Sources) > 0 || len(c.Prefixes) > 0,
 			byCertName: len(c.TLSNames) > 0,
 			tlsNames:   c.TLSNames,

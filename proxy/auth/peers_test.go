@@ -7,17 +7,17 @@ import (
 	"github.com/sipproxy/sipproxy/internal/config"
 )
 
-func testPeers() []config.Peer {
-	p := func(name string, sources []string, tlsNames []string) config.Peer {
-		c := config.Peer{Name: name, Sources: sources, TLSNames: tlsNames}
+func testPeers() []config.PeerRuntime {
+	p := func(name string, sources []string, tlsNames []string) config.PeerRuntime {
+		c := config.PeerRuntime{Peer: config.Peer{Name: name, Sources: sources, TLSNames: tlsNames}}
 		for _, s := range sources {
 			c.Prefixes = append(c.Prefixes, netip.MustParsePrefix(s))
 		}
 		return c
 	}
 	// broken lists sources that were never turned into prefixes.
-	broken := config.Peer{Name: "broken", Sources: []string{"198.51.100.1/32"}, TLSNames: []string{"broken.example"}}
-	return []config.Peer{
+	broken := config.PeerRuntime{Peer: config.Peer{Name: "broken", Sources: []string{"198.51.100.1/32"}, TLSNames: []string{"broken.example"}}}
+	return []config.PeerRuntime{
 		p("exchange-um", []string{"10.0.0.5/32"}, []string{"um.contoso.com", "UM2.contoso.com"}),
 		p("gateway", []string{"192.0.2.0/24"}, nil),
 		p("gateway-shadow", []string{"192.0.2.7/32"}, nil),
@@ -25,7 +25,7 @@ func testPeers() []config.Peer {
 		p("v6", []string{"2001:db8::/32"}, nil),
 		p("mapped", []string{"::ffff:203.0.113.0/120"}, nil),
 		broken,
-		{Name: "nothing"},
+		{Peer: config.Peer{Name: "nothing"}},
 		p("um-any-transport", []string{"10.0.0.5/32"}, nil),
 	}
 }
@@ -86,8 +86,8 @@ func TestPeersMatchReturnsConfigPeer(t *testing.T) {
 	peers := testPeers()
 	peers[1].TrustSkipPin = true
 	got, ok := NewPeers(peers).Match(netip.MustParseAddr("192.0.2.1"), "tls", nil)
-	if !ok || got != &peers[1] || !got.TrustSkipPin {
-		t.Errorf("Match = %p (%+v), %v; want the configured peer %p", got, got, ok, &peers[1])
+	if !ok || got != &peers[1].Peer || !got.TrustSkipPin {
+		t.Errorf("Match = %p (%+v), %v; want the configured peer %p", got, got, ok, &peers[1].Peer)
 	}
 }
 

@@ -34,7 +34,7 @@ voicemail:
 	}
 	m := metrics.New()
 	pool, err := upstream.New(upstream.Config{
-		URIs:      cfg.Voicemail.ParsedURIs,
+		URIs:      cfg.Voicemail.Targets(),
 		Resolver:  res,
 		Up:        m.UpstreamUp,
 		Failovers: m.UpstreamFailovers,
