@@ -146,6 +146,10 @@ func strictParser(maxMessage int) *sip.Parser {
 
 var errBadLine = errors.New("header value holds LF or NUL")
 
+// sipVersion is the only version the proxy speaks, and the version of every
+// response it writes (RFC 3261 7.1, 21.5.20: a 505 too says SIP/2.0).
+const sipVersion = "SIP/2.0"
+
 // isVersion: "SIP/" digits "." digits (RFC 3261 25.1 SIP-Version).
 func isVersion(v string) bool {
 	rest, ok := strings.CutPrefix(strings.ToUpper(v), "SIP/")
