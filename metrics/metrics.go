@@ -27,6 +27,7 @@ type Metrics struct {
 	RulesLastReload     prometheus.Gauge
 	RequestDuration     *prometheus.HistogramVec // method
 	Throttled           *prometheus.CounterVec   // reason
+	Malformed           *prometheus.CounterVec   // transport, reason
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -87,13 +88,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "throttled_total",
 			Help: "Requests or connections refused by abuse limits, by reason.",
 		}, []string{"reason"}),
+		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "malformed_total",
+			Help: "SIP messages that could not be parsed, by ingress transport and what was wrong (a fixed set: start_line, via, from, to, call_id, cseq, contact, max_forwards, content_length, route, header, line_break, framing, too_large).",
+		}, []string{"transport", "reason"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
-		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
+		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled, m.Malformed,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros
 	// instead of absent series before the first event.

@@ -21,6 +21,7 @@ func TestServer(t *testing.T) {
 	m.Responses.WithLabelValues("INVITE", "200").Inc()
 	m.SkipPin.WithLabelValues("stripped", "not_tls").Inc()
 	m.RequestDuration.WithLabelValues("INVITE").Observe(0.01)
+	m.Malformed.WithLabelValues("udp", "cseq").Inc()
 	m.Reloaded(true, 3, time.Unix(1700000000, 0))
 	m.Reloaded(false, 0, time.Now())
 	var ready atomic.Bool
@@ -64,7 +65,7 @@ func TestServer(t *testing.T) {
 		"sipproxy_forwarding_total", "sipproxy_auth_total", "sipproxy_transactions_active",
 		"sipproxy_registrations_active", "sipproxy_rules_loaded", "sipproxy_rules_reload_total",
 		"sipproxy_rules_last_reload_timestamp_seconds", "sipproxy_request_duration_seconds",
-		"go_goroutines", "process_resident_memory_bytes",
+		"sipproxy_malformed_total", "go_goroutines", "process_resident_memory_bytes",
 	} {
 		if fams[name] == nil {
 			t.Errorf("metric %s not exported", name)

@@ -127,10 +127,11 @@ type proxyOpts struct {
 	routes    string // YAML list items under routes:
 	peers     string // a whole peers: block
 	timerC    string
-	rulesYAML string // forwarding rules document
-	authExtra string // extra keys under auth:, indented two spaces
-	udpPort   int    // fixed UDP port (0: any)
-	limits    string // a whole limits: block
+	rulesYAML string       // forwarding rules document
+	authExtra string       // extra keys under auth:, indented two spaces
+	udpPort   int          // fixed UDP port (0: any)
+	limits    string       // a whole limits: block
+	logger    *slog.Logger // the proxy's logger (default: testLogger)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -173,7 +174,11 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		t.Cleanup(cancel)
 		go reloader.Run(ctx)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: m, Rules: store})
+	logger := o.logger
+	if logger == nil {
+		logger = testLogger(t)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: logger, Metrics: m, Rules: store})
 	if err != nil {
 		t.Fatal(err)
 	}

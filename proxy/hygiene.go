@@ -49,7 +49,9 @@ func cleanResponse(res *sip.Response) bool {
 func cleanHeaders(hs []sip.Header) (ok bool, why string) {
 	var from, to, callID, cseq, maxfwd, clen, ctype int
 	for _, h := range hs {
-		switch h.(type) {
+		switch h := h.(type) {
+		case *badHeader:
+			return false, reasonPhrase(h.reason) // a header sipgo could not parse
 		case *sip.FromHeader:
 			from++
 		case *sip.ToHeader:
@@ -57,6 +59,9 @@ func cleanHeaders(hs []sip.Header) (ok bool, why string) {
 		case *sip.CallIDHeader:
 			callID++
 		case *sip.CSeqHeader:
+			if h.SeqNo == badCSeq {
+				return false, reasonPhrase(reasonCSeq)
+			}
 			cseq++
 		case *sip.MaxForwardsHeader:
 			maxfwd++
@@ -128,16 +133,14 @@ func isToken(s string) bool {
 // value that holds LF or NUL (sipgo ends lines at CR only, so these reach
 // the header parsers): such a message fails to parse and is dropped (its
 // TCP/TLS connection closed) instead of being relayed with a line a
-// downstream parser would split.
+// downstream parser would split. A header that does not parse otherwise
+// no longer fails the whole message unless it is its Via or Content-Length
+// (see strictHeaderParser): the message reaches validate and is answered
+// 400.
 func strictParser(maxMessage int) *sip.Parser {
 	parsers := make(map[string]sip.HeaderParser, len(sip.DefaultHeadersParser()))
 	for name, parse := range sip.DefaultHeadersParser() {
-		parsers[name] = func(headerName []byte, value string) (sip.Header, error) {
-			if strings.IndexByte(value, '\n') >= 0 || strings.IndexByte(value, 0) >= 0 {
-				return nil, errBadLine
-			}
-			return parse(headerName, value)
-		}
+		parsers[name] = strictHeaderParser(name, parse)
 	}
 	p := sip.NewParser(sip.WithHeadersParsers(parsers))
 	p.MaxMessageLength = maxMessage

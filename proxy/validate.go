@@ -12,6 +12,10 @@ import (
 // itself and returns false when the request must go no further.
 func (s *Server) validate(r *request) bool {
 	req := r.Request
+	if reason, text, bad := malformedHeader(req.Headers()); bad {
+		s.malformedRequest(r, reason, text)
+		return false
+	}
 	if len(req.Headers()) > s.cfg.Limits.MaxHeaders {
 		s.m.Throttled.WithLabelValues("header_count").Inc()
 		s.reply(r, sip.StatusBadRequest, "Too Many Headers")
@@ -63,6 +67,29 @@ func (s *Server) validate(r *request) bool {
 		return false
 	}
 	return true
+}
+
+// malformedRequest answers 400 to a request holding a header sipgo could
+// not parse (RFC 3261 16.3: a malformed header field the proxy needs; 8.2),
+// on its server transaction, and counts it. The response carries the
+// request's CSeq, or CSeq 0 when that is what did not parse: sipgo matches
+// responses to its client transactions by Via branch and CSeq method, which
+// are still the sender's.
+func (s *Server) malformedRequest(r *request, reason, text string) {
+	var src netip.Addr
+	if r.in.Source.IsValid() {
+		src = r.in.Source.Addr()
+	}
+	s.malformed.report(malformedEvent{
+		transport: transportLabel(r.in.Transport), reason: reason, source: src, callID: r.callID,
+		excerpt: excerpt(r.StartLine()) + " | " + excerpt(text),
+	})
+	res := sip.NewResponseFromRequest(r.Request, sip.StatusBadRequest, reasonPhrase(reason), nil)
+	res.SipVersion = sipVersion
+	if c := res.CSeq(); c != nil && c.SeqNo == badCSeq {
+		c.SeqNo = 0
+	}
+	s.respond(r, res)
 }
 
 // stampVia adds received and rport to the top Via (RFC 3261 18.2.1, RFC 3581 4).

@@ -1,0 +1,497 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math"
+	"net/netip"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sipproxy/sipproxy/metrics"
+)
+
+// Malformed messages. What sipgo's parser cannot read is counted in
+// sipproxy_malformed_total{transport,reason}, summarised in the log at most
+// once per source per minute (never the whole message, never once per
+// datagram), and answered 400 when its Via can be read (RFC 3261 16.3,
+// 8.2): strictParser turns a header it cannot read into a badHeader (or, for
+// CSeq, a CSeq numbered badCSeq) instead of failing the whole message, so
+// the message still gets its server transaction and reaches validate, which
+// answers it on that transaction (over UDP to the source per RFC 3581, over
+// TCP and TLS on the connection) and counts it. What cannot be delivered at
+// all (no request line, a broken Via or Content-Length, a bare LF, a
+// message cut short) is reported by sipgo through its logger; sipgoLog
+// counts it from there and keeps sipgo's own lines out of the operator's
+// log.
+
+// The reasons a message is counted under: a fixed set, the label values of
+// malformed_total's reason.
+const (
+	reasonStartLine     = "start_line"     // the request or status line
+	reasonVia           = "via"            // dropped: no Via to answer
+	reasonFrom          = "from"           //
+	reasonTo            = "to"             //
+	reasonCallID        = "call_id"        //
+	reasonCSeq          = "cseq"           //
+	reasonContact       = "contact"        //
+	reasonMaxForwards   = "max_forwards"   //
+	reasonContentLength = "content_length" // dropped: it frames the message
+	reasonRoute         = "route"          // Route or Record-Route
+	reasonHeader        = "header"         // another header sipgo parses, or a line without a colon
+	reasonLineBreak     = "line_break"     // dropped: LF or NUL inside a header (see strictParser)
+	reasonFraming       = "framing"        // dropped: no CRLF, cut short, body shorter than Content-Length
+	reasonTooLarge      = "too_large"      // dropped: over the parser's size limit
+)
+
+// headerReason is the reason for a header sipgo parses, by its lower-case
+// name (compact forms included), and the name it is shown under.
+func headerReason(lowerName string) (reason, name string) {
+	switch lowerName {
+	case "via", "v":
+		return reasonVia, "Via"
+	case "from", "f":
+		return reasonFrom, "From"
+	case "to", "t":
+		return reasonTo, "To"
+	case "call-id", "i":
+		return reasonCallID, "Call-ID"
+	case "cseq":
+		return reasonCSeq, "CSeq"
+	case "contact", "m":
+		return reasonContact, "Contact"
+	case "max-forwards":
+		return reasonMaxForwards, "Max-Forwards"
+	case "content-length", "l":
+		return reasonContentLength, "Content-Length"
+	case "route":
+		return reasonRoute, "Route"
+	case "record-route":
+		return reasonRoute, "Record-Route"
+	case "content-type", "c":
+		return reasonHeader, "Content-Type"
+	case "refer-to", "r":
+		return reasonHeader, "Refer-To"
+	case "referred-by", "b":
+		return reasonHeader, "Referred-By"
+	}
+	return reasonHeader, lowerName
+}
+
+// badHeader stands in for a header sipgo's parser could not read: the
+// header as received, kept as text (as sipgo keeps headers it does not
+// parse). cleanHeaders refuses any message holding one, so it is never
+// relayed.
+type badHeader struct {
+	sip.Header
+	reason string
+}
+
+// badCSeq is the number of a CSeq that did not parse. sipgo keys server
+// transactions by CSeq and answers a request without one itself, outside
+// the pipeline; a CSeq it cannot read therefore becomes one with a number
+// above 2^31-1, which sipgo's parser never produces (RFC 3261 8.1.1.5), so
+// the request gets its transaction and validate answers it. The number is
+// never sent: the 400 carries CSeq 0.
+const badCSeq = math.MaxUint32
+
+// parseError is a header that fails the whole message: the message is
+// dropped (a TCP or TLS connection closed) and counted under reason.
+type parseError struct {
+	reason string
+	err    error
+}
+
+func (e *parseError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *parseError) Unwrap() error { return e.err }
+
+// commaSignal is the type of the error sipgo's address and Via parsers
+// return to say "a comma: another value follows" (unexported in sipgo): it
+// is not a failure. Taken from sipgo itself, so a change there shows up in
+// TestStrictParser rather than as every multi-value Contact refused.
+var commaSignal = func() reflect.Type {
+	_, err := sip.DefaultHeadersParser()["contact"]([]byte("contact"), "<sip:a@b>, <sip:c@d>")
+	return reflect.TypeOf(err)
+}()
+
+// strictHeaderParser wraps one of sipgo's header parsers: LF or NUL in the
+// value fails the message (see strictParser), as does a Via or
+// Content-Length that does not parse (a response cannot be routed without
+// the one, a stream cannot be framed without the other); any other header
+// that does not parse is kept as a badHeader (a CSeq as badCSeq).
+func strictHeaderParser(lowerName string, parse sip.HeaderParser) sip.HeaderParser {
+	reason, name := headerReason(lowerName)
+	return func(headerName []byte, value string) (sip.Header, error) {
+		if strings.IndexByte(value, '\n') >= 0 || strings.IndexByte(value, 0) >= 0 {
+			return nil, errBadLine
+		}
+		h, err := parse(headerName, value)
+		if err == nil || reflect.TypeOf(err) == commaSignal {
+			return h, err
+		}
+		switch reason {
+		case reasonVia, reasonContentLength:
+			return nil, &parseError{reason: reason, err: err}
+		case reasonCSeq:
+			return &sip.CSeqHeader{SeqNo: badCSeq, MethodName: cseqMethod(value)}, nil
+		}
+		return &badHeader{Header: sip.NewHeader(name, value), reason: reason}, nil
+	}
+}
+
+// cseqMethod is the method of a CSeq value that did not parse, when its
+// last word is a token ("abc INVITE"), so that the request's transaction
+// is keyed as sipgo keys it.
+func cseqMethod(value string) sip.RequestMethod {
+	f := strings.Fields(value)
+	if len(f) < 2 || !isToken(f[len(f)-1]) {
+		return ""
+	}
+	return sip.RequestMethod(f[len(f)-1])
+}
+
+// malformedHeader reports the first header of hs that did not parse: its
+// reason and the text to show for it (name and value, as received).
+func malformedHeader(hs []sip.Header) (reason, text string, ok bool) {
+	for _, h := range hs {
+		switch h := h.(type) {
+		case *badHeader:
+			return h.reason, h.Name() + ": " + h.Value(), true
+		case *sip.CSeqHeader:
+			if h.SeqNo == badCSeq {
+				return reasonCSeq, "CSeq", true
+			}
+		}
+	}
+	return "", "", false
+}
+
+// reasonPhrase is the reason phrase of the 400 for a header that did not
+// parse: fixed text, never the sender's bytes.
+func reasonPhrase(reason string) string {
+	switch reason {
+	case reasonFrom:
+		return "Malformed From"
+	case reasonTo:
+		return "Malformed To"
+	case reasonCallID:
+		return "Malformed Call-ID"
+	case reasonCSeq:
+		return "Malformed CSeq"
+	case reasonContact:
+		return "Malformed Contact"
+	case reasonMaxForwards:
+		return "Malformed Max-Forwards"
+	case reasonRoute:
+		return "Malformed Route"
+	}
+	return "Malformed Header"
+}
+
+// parseFailureReason classifies a parse error sipgo reports, with the bytes
+// it could not parse.
+func parseFailureReason(err error, data string) string {
+	var pe *parseError
+	switch {
+	case errors.As(err, &pe):
+		return pe.reason
+	case errors.Is(err, errBadLine):
+		return reasonLineBreak
+	case errors.Is(err, sip.ErrMessageTooLarge):
+		return reasonTooLarge
+	case errors.Is(err, sip.ErrParseLineNoCRLF), errors.Is(err, sip.ErrParseEOF),
+		errors.Is(err, sip.ErrParseReadBodyIncomplete), errors.Is(err, io.ErrUnexpectedEOF):
+		return reasonFraming
+	}
+	// What is left are sipgo's own errors about the start line or a line
+	// without a colon: parse the first line alone to tell which.
+	first, _, _ := strings.Cut(strings.TrimLeft(data, "\r\n"), "\r\n")
+	if _, _, err := sip.NewParser().ParseHeaders([]byte(first+"\r\n\r\n"), false); err != nil {
+		return reasonStartLine
+	}
+	return reasonHeader
+}
+
+// transportLabel bounds the transport label.
+func transportLabel(t string) string {
+	switch t = strings.ToLower(t); t {
+	case "udp", "tcp", "tls", "ws", "wss":
+		return t
+	}
+	return "other"
+}
+
+// excerpt is the start of the first line of s, short enough for a log line.
+func excerpt(s string) string {
+	const max = 96
+	s, _, _ = strings.Cut(strings.TrimLeft(s, "\r\n"), "\r")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// malformedEvent is one message that did not parse.
+type malformedEvent struct {
+	transport string     // udp, tcp, tls; "stream" when sipgo does not say which of TCP and TLS
+	reason    string     // one of the reason constants
+	source    netip.Addr // invalid when sipgo does not say
+	callID    string
+	excerpt   string
+}
+
+// malformedReporter counts malformed messages and writes a summary line at
+// most once per source per interval, telling how many more it did not
+// write. The table of sources is bounded: beyond maxSources (after expired
+// entries are swept) the sources share one line per interval.
+type malformedReporter struct {
+	log      *slog.Logger
+	count    *prometheus.CounterVec // transport, reason; nil: not counted
+	interval time.Duration
+	max      int
+	now      func() time.Time
+
+	mu        sync.Mutex
+	sources   map[netip.Addr]*logNote
+	others    logNote // sources beyond max
+	nextSweep time.Time
+}
+
+// logNote is when a line was last written for a key, and how many were
+// held back since.
+type logNote struct {
+	at   time.Time
+	held int
+}
+
+const (
+	malformedLogInterval = time.Minute
+	malformedMaxSources  = 1024
+)
+
+func newMalformedReporter(log *slog.Logger, count *prometheus.CounterVec) *malformedReporter {
+	return &malformedReporter{
+		log: log, count: count, interval: malformedLogInterval, max: malformedMaxSources, now: time.Now,
+		sources: make(map[netip.Addr]*logNote),
+	}
+}
+
+func (m *malformedReporter) report(ev malformedEvent) {
+	if m.count != nil {
+		m.count.WithLabelValues(ev.transport, ev.reason).Inc()
+	}
+	held, ok := m.admit(ev.source)
+	if !ok {
+		return
+	}
+	source := "unknown"
+	if ev.source.IsValid() {
+		source = ev.source.String()
+	}
+	attrs := []any{"transport", ev.transport, "source", source, "reason", ev.reason, "excerpt", ev.excerpt}
+	if ev.callID != "" {
+		attrs = append(attrs, "call_id", excerpt(ev.callID))
+	}
+	if held > 0 {
+		attrs = append(attrs, "not_logged_since_last", held)
+	}
+	m.log.Info("malformed SIP message (one line per source per minute; all are counted in sipproxy_malformed_total)", attrs...)
+}
+
+// admit decides whether a line is written for src now; held is how many
+// were not written for it since the last one.
+func (m *malformedReporter) admit(src netip.Addr) (held int, ok bool) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.sources[src]
+	if n == nil {
+		if len(m.sources) >= m.max && !now.Before(m.nextSweep) {
+			for a, e := range m.sources {
+				if now.Sub(e.at) >= m.interval {
+					delete(m.sources, a)
+				}
+			}
+			m.nextSweep = now.Add(m.interval / 8)
+		}
+		if len(m.sources) >= m.max {
+			n = &m.others
+		} else {
+			m.sources[src] = &logNote{at: now}
+			return 0, true
+		}
+	}
+	if !n.at.IsZero() && now.Sub(n.at) < m.interval {
+		n.held++
+		return 0, false
+	}
+	held, n.at, n.held = n.held, now, 0
+	return held, true
+}
+
+// sipgoLog is the slog.Handler sipgo logs through. sipgo logs what outsiders
+// send at ERROR, the whole message included, once per datagram ("failed to
+// parse"): those records are counted and summarised by the malformed
+// reporter, and reach the proxy's handler only at DEBUG and shortened.
+// sipgo's other records are demoted to DEBUG, except that a WARN or ERROR
+// record passes at its level once per message text per minute.
+type sipgoLog struct {
+	next      slog.Handler
+	shared    *sipgoLogState
+	transport string // from the "caller" attribute sipgo's transports add
+	stream    bool   // the package default logger, which sipgo's TCP and TLS transports use
+}
+
+type sipgoLogState struct {
+	malformed *malformedReporter
+	now       func() time.Time
+	mu        sync.Mutex
+	lines     map[string]*logNote // by message text; bounded by maxSipgoLines
+}
+
+const maxSipgoLines = 256
+
+func newSipgoLog(next slog.Handler, malformed *malformedReporter) *sipgoLog {
+	return &sipgoLog{next: next, shared: &sipgoLogState{malformed: malformed, now: time.Now, lines: make(map[string]*logNote)}}
+}
+
+// SIPDefaultLogger wraps the logger given to sip.SetDefaultLogger, which
+// sipgo's TCP and TLS transports log through when the proxy configures them
+// (sipgo offers no other way): their records get the same treatment as the
+// Server's (see sipgoLog). Parse failures are counted in m's
+// malformed_total with transport "stream" (sipgo does not say whether TCP
+// or TLS); m may be nil. Set it before creating the Server: sipgo's
+// transports take the default logger when they are created.
+func SIPDefaultLogger(log *slog.Logger, m *metrics.Metrics) *slog.Logger {
+	var count *prometheus.CounterVec
+	if m != nil {
+		count = m.Malformed
+	}
+	h := newSipgoLog(log.Handler(), newMalformedReporter(log, count))
+	h.stream = true
+	return slog.New(h)
+}
+
+func (h *sipgoLog) Enabled(ctx context.Context, level slog.Level) bool {
+	return level >= slog.LevelWarn || h.next.Enabled(ctx, slog.LevelDebug)
+}
+
+func (h *sipgoLog) WithAttrs(attrs []slog.Attr) slog.Handler {
+	c := *h
+	c.next = h.next.WithAttrs(attrs)
+	for _, a := range attrs {
+		if a.Key == "caller" {
+			// "Transport<UDP>" and the like.
+			if t, ok := strings.CutPrefix(a.Value.String(), "Transport<"); ok {
+				c.transport = transportLabel(strings.TrimSuffix(t, ">"))
+			}
+		}
+	}
+	return &c
+}
+
+func (h *sipgoLog) WithGroup(name string) slog.Handler {
+	c := *h
+	c.next = h.next.WithGroup(name)
+	return &c
+}
+
+func (h *sipgoLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == "failed to parse" {
+		return h.parseFailure(ctx, r)
+	}
+	level := slog.LevelDebug
+	var held int
+	if r.Level >= slog.LevelWarn {
+		if n, ok := h.shared.admit(r.Message); ok {
+			level, held = r.Level, n
+		}
+	}
+	if !h.next.Enabled(ctx, level) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(shorten(a))
+		return true
+	})
+	if held > 0 {
+		out.AddAttrs(slog.Int("not_logged_since_last", held))
+	}
+	return h.next.Handle(ctx, out)
+}
+
+// parseFailure counts one of sipgo's "failed to parse" records and passes
+// it on at DEBUG without the message.
+func (h *sipgoLog) parseFailure(ctx context.Context, r slog.Record) error {
+	var err error
+	var data string
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "error":
+			err, _ = a.Value.Any().(error)
+		case "data":
+			data = a.Value.String()
+		}
+		return true
+	})
+	transport := h.transport
+	if h.stream || transport == "" {
+		transport = "stream"
+	}
+	reason := parseFailureReason(err, data)
+	h.shared.malformed.report(malformedEvent{transport: transport, reason: reason, excerpt: excerpt(data)})
+	if !h.next.Enabled(ctx, slog.LevelDebug) {
+		return nil
+	}
+	out := slog.NewRecord(r.Time, slog.LevelDebug, r.Message, r.PC)
+	out.AddAttrs(slog.String("reason", reason), slog.Any("error", err), slog.String("excerpt", excerpt(data)),
+		slog.Int("bytes", len(data)))
+	return h.next.Handle(ctx, out)
+}
+
+// admit lets a WARN or ERROR line of sipgo's through once per message text
+// per minute.
+func (s *sipgoLogState) admit(msg string) (held int, ok bool) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.lines[msg]
+	if n == nil {
+		if len(s.lines) >= maxSipgoLines {
+			return 0, false
+		}
+		s.lines[msg] = &logNote{at: now}
+		return 0, true
+	}
+	if now.Sub(n.at) < malformedLogInterval {
+		n.held++
+		return 0, false
+	}
+	held, n.at, n.held = n.held, now, 0
+	return held, true
+}
+
+// shorten keeps the first line of a string value, at most 128 bytes of it
+// (sipgo puts whole messages in some).
+func shorten(a slog.Attr) slog.Attr {
+	const max = 128
+	v := a.Value.String()
+	if a.Value.Kind() != slog.KindString || len(v) <= max && !strings.ContainsAny(v, "\r\n") {
+		return a
+	}
+	line, _, _ := strings.Cut(v, "\r")
+	line, _, _ = strings.Cut(line, "\n")
+	if len(line) > max {
+		line = line[:max]
+	}
+	return slog.String(a.Key, strings.ToValidUTF8(line, "?")+" ... ("+strconv.Itoa(len(v))+" bytes)")
+}
