@@ -180,3 +180,24 @@ func TestSipgoLog(t *testing.T) {
 		t.Errorf("debug output:\n%s", got)
 	}
 }
+
+// TestSIPDefaultLogger: what sipgo's TCP and TLS transports report through
+// its package default is counted (transport "stream": sipgo does not say
+// which) and kept out of the log the same way.
+func TestSIPDefaultLogger(t *testing.T) {
+	var out bytes.Buffer
+	m := metrics.New()
+	l := SIPDefaultLogger(slog.New(slog.NewTextHandler(&out, nil)), m)
+	for range 300 {
+		l.Error("failed to parse", "error", errors.New("transmission beginning 'GET / HTTP/1.1' is not a SIP message"), "data", "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	}
+	if n := testutil.ToFloat64(m.Malformed.WithLabelValues("stream", reasonStartLine)); n != 300 {
+		t.Errorf("malformed_total{stream,start_line} = %v, want 300", n)
+	}
+	if n := strings.Count(out.String(), "\n"); n != 1 {
+		t.Errorf("%d lines for 300 parse failures:\n%s", n, out.String())
+	}
+	if SIPDefaultLogger(slog.New(slog.DiscardHandler), nil) == nil {
+		t.Error("no logger without metrics")
+	}
+}

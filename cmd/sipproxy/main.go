@@ -139,7 +139,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	m := metrics.New()
+	// sipgo's TCP and TLS transports log through its package default:
+	// demoted, and their parse failures counted (proxy.SIPDefaultLogger).
+	sip.SetDefaultLogger(proxy.SIPDefaultLogger(log.With("component", "sipgo"), m))
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration", "warning", w.Error())
 	}
@@ -147,7 +150,6 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	m := metrics.New()
 	store := rules.New()
 	var reloader *rules.Reloader
 	switch {
