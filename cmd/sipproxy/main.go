@@ -100,17 +100,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	var ruleWarnings rules.ErrorList
 	if cfg.Forwarding.RulesFile != "" {
 		data, err := os.ReadFile(cfg.Forwarding.RulesFile)
+		var rs []rules.Rule
 		if err == nil {
-			_, err = rules.Parse(cfg.Forwarding.RulesFile, data, cfg.Forwarding.DefaultAfter.Duration)
+			rs, err = rules.Parse(cfg.Forwarding.RulesFile, data, cfg.Forwarding.DefaultAfter.Duration)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
+		ruleWarnings = rules.OutsideDomains(cfg.Forwarding.RulesFile, rs, cfg.Server.Domains)
 	}
 	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w.Error())
+	}
+	for _, w := range ruleWarnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w.Error())
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
@@ -154,7 +160,8 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	var reloader *rules.Reloader
 	switch {
 	case cfg.Forwarding.RulesFile != "":
-		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m)
+		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m,
+			rules.WithDomains(cfg.Server.Domains))
 		if err := reloader.Load(); err != nil {
 			fmt.Fprintln(stderr, err)
 			fmt.Fprintln(stderr, "sipproxy: refusing to start on an invalid rules file")
