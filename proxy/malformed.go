@@ -495,3 +495,32 @@ func shorten(a slog.Attr) slog.Attr {
 	}
 	return slog.String(a.Key, strings.ToValidUTF8(line, "?")+" ... ("+strconv.Itoa(len(v))+" bytes)")
 }
+
+// malformedResponse counts and summarises a response from a next hop that
+// is not relayed because it is malformed (see cleanResponse): a UA behind
+// us can send as many as it likes, so they go the way of malformed
+// requests, one log line per source per minute.
+func (s *Server) malformedResponse(res *sip.Response, callID string) {
+	var src netip.Addr
+	if ap, err := netip.ParseAddrPort(res.Source()); err == nil {
+		src = ap.Addr().Unmap()
+	}
+	s.malformed.report(malformedEvent{
+		transport: transportLabel(res.Transport()), reason: responseProblem(res), source: src, callID: callID,
+		excerpt: excerpt(res.StartLine()),
+	})
+}
+
+// responseProblem is the reason cleanResponse refused res under.
+func responseProblem(res *sip.Response) string {
+	if reason, _, bad := malformedHeader(res.Headers()); bad {
+		return reason
+	}
+	if hasLineBreak(res.Reason) || !strings.EqualFold(res.SipVersion, sipVersion) {
+		return reasonStartLine
+	}
+	if _, why := cleanHeaders(res.Headers()); why == "Bad Header Value" {
+		return reasonLineBreak
+	}
+	return reasonHeader // a duplicate header, or a name that is not a token
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -205,5 +206,39 @@ func TestReadFilterCoversStreams(t *testing.T) {
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil {
 		t.Error("the connection stayed open after an oversized read")
+	}
+}
+
+// TestMalformedResponsesCounted: responses a next hop sends with a header
+// that does not parse are not relayed (the caller gets 502 for the final
+// one), are counted, and take one log line however many there are.
+func TestMalformedResponsesCounted(t *testing.T) {
+	var logs syncBuffer
+	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	um := oxListen(t, "um", "tls")
+	um.onInvite = func(tx *oxTx) {
+		for _, code := range []int{180, 180, 180, 180, 180, 486} {
+			res := sip.NewResponseFromRequest(tx.req, code, "Whatever", nil)
+			res.To().Params.Add("tag", tx.tag)
+			res.AppendHeader(sip.NewHeader("Contact", "x@host"))
+			_ = tx.c.write([]byte(res.String()))
+		}
+	}
+	px := startProxy(t, proxyOpts{voicemail: um.uri(), logger: logger})
+	um.serve(t, px)
+	started := len(logs.String())
+	alice := oxNewUA(t, "alice")
+	c := alice.dial(t, px, "tls", px.pki.clientTLS(t, "sip:alice@contoso.com"))
+	mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+	inv := rvRequest(c, "tls", "INVITE", mailbox, "<sip:alice@contoso.com>", "<"+mailbox+">")
+	if res := rvSend(t, c, inv, 5*time.Second); res == nil || res.StatusCode != 502 {
+		t.Fatalf("want 502 for a malformed 486, got %v", res)
+	}
+	if n := testutil.ToFloat64(px.m.Malformed.WithLabelValues("tls", "contact")); n < 2 {
+		t.Errorf("malformed_total{tls,contact} = %v, want the 180s and the 486", n)
+	}
+	out := logs.String()[started:]
+	if n := strings.Count(out, "malformed SIP message"); n != 1 {
+		t.Errorf("%d malformed lines, want 1:\n%s", n, out)
 	}
 }
