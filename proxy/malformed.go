@@ -496,6 +496,39 @@ func shorten(a slog.Attr) slog.Attr {
 	return slog.String(a.Key, strings.ToValidUTF8(line, "?")+" ... ("+strconv.Itoa(len(v))+" bytes)")
 }
 
+// malformedRequest answers 400 to a request holding a header sipgo could
+// not parse (RFC 3261 16.3: a malformed header field the proxy needs; 8.2),
+// on its server transaction, and counts it. The response carries the
+// request's CSeq, or CSeq 0 when that is what did not parse (sipgo matches
+// responses to its client transactions by Via branch and CSeq method, which
+// are still the sender's), and a From, To or Call-ID that did not parse as
+// it was received (8.2.6.2: they are copied; the text cannot hold a line
+// break, see strictHeaderParser).
+func (s *Server) malformedRequest(r *request, reason, text string) {
+	var src netip.Addr
+	if r.in.Source.IsValid() {
+		src = r.in.Source.Addr()
+	}
+	s.malformed.report(malformedEvent{
+		transport: transportLabel(r.in.Transport), reason: reason, source: src, callID: r.callID,
+		excerpt: excerpt(r.StartLine()) + " | " + excerpt(text),
+	})
+	res := sip.NewResponseFromRequest(r.Request, sip.StatusBadRequest, reasonPhrase(reason), nil)
+	res.SipVersion = sipVersion
+	if c := res.CSeq(); c != nil && c.SeqNo == badCSeq {
+		c.SeqNo = 0
+	}
+	for _, h := range r.Headers() {
+		if b, ok := h.(*badHeader); ok {
+			switch b.reason {
+			case reasonFrom, reasonTo, reasonCallID:
+				res.AppendHeader(sip.NewHeader(b.Name(), b.Value()))
+			}
+		}
+	}
+	s.respond(r, res)
+}
+
 // malformedResponse counts and summarises a response from a next hop that
 // is not relayed because it is malformed (see cleanResponse): a UA behind
 // us can send as many as it likes, so they go the way of malformed

@@ -69,29 +69,6 @@ func (s *Server) validate(r *request) bool {
 	return true
 }
 
-// malformedRequest answers 400 to a request holding a header sipgo could
-// not parse (RFC 3261 16.3: a malformed header field the proxy needs; 8.2),
-// on its server transaction, and counts it. The response carries the
-// request's CSeq, or CSeq 0 when that is what did not parse: sipgo matches
-// responses to its client transactions by Via branch and CSeq method, which
-// are still the sender's.
-func (s *Server) malformedRequest(r *request, reason, text string) {
-	var src netip.Addr
-	if r.in.Source.IsValid() {
-		src = r.in.Source.Addr()
-	}
-	s.malformed.report(malformedEvent{
-		transport: transportLabel(r.in.Transport), reason: reason, source: src, callID: r.callID,
-		excerpt: excerpt(r.StartLine()) + " | " + excerpt(text),
-	})
-	res := sip.NewResponseFromRequest(r.Request, sip.StatusBadRequest, reasonPhrase(reason), nil)
-	res.SipVersion = sipVersion
-	if c := res.CSeq(); c != nil && c.SeqNo == badCSeq {
-		c.SeqNo = 0
-	}
-	s.respond(r, res)
-}
-
 // stampVia adds received and rport to the top Via (RFC 3261 18.2.1, RFC 3581 4).
 func (s *Server) stampVia(r *request) {
 	via := r.Via()
