@@ -161,6 +161,10 @@ func TestMalformedFloodStaysOutOfTheLog(t *testing.T) {
 		if !strings.HasPrefix(status, "SIP/2.0 400 ") || callID != fmt.Sprintf("mal-tcp-%d", i) {
 			t.Errorf("TCP %s: got %q for %q", k.reason, status, callID)
 		}
+		// What did not parse is echoed as received (From) or as CSeq 0.
+		if want := map[string]string{"from": "\r\nFrom: Alice\r\n", "cseq": "\r\nCSeq: 0 REGISTER\r\n"}[k.reason]; !bytes.Contains(raw, []byte(want)) {
+			t.Errorf("TCP %s: the 400 lacks %q:\n%s", k.reason, want, raw)
+		}
 		if n := testutil.ToFloat64(px.m.Malformed.WithLabelValues("tcp", k.reason)); n != 1 {
 			t.Errorf("malformed_total{tcp,%s} = %v, want 1", k.reason, n)
 		}
