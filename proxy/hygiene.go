@@ -131,12 +131,12 @@ func isToken(s string) bool {
 
 // strictParser is sipgo's parser with every typed header parser refusing a
 // value that holds LF or NUL (sipgo ends lines at CR only, so these reach
-// the header parsers): such a message fails to parse and is dropped (its
-// TCP/TLS connection closed) instead of being relayed with a line a
-// downstream parser would split. A header that does not parse otherwise
-// no longer fails the whole message unless it is its Via or Content-Length
-// (see strictHeaderParser): the message reaches validate and is answered
-// 400.
+// the header parsers), so that no such line is relayed for a downstream
+// parser to split, and keeping a header that does not parse instead of
+// failing the whole message (see strictHeaderParser): validate answers
+// 400, cleanResponse refuses a response. Only a broken Via or
+// Content-Length still fails the message: it is dropped (its TCP/TLS
+// connection closed).
 func strictParser(maxMessage int) *sip.Parser {
 	parsers := make(map[string]sip.HeaderParser, len(sip.DefaultHeadersParser()))
 	for name, parse := range sip.DefaultHeadersParser() {

@@ -24,8 +24,8 @@ import (
 // the message still gets its server transaction and reaches validate, which
 // answers it on that transaction (over UDP to the source per RFC 3581, over
 // TCP and TLS on the connection) and counts it. What cannot be delivered at
-// all (no request line, a broken Via or Content-Length, a bare LF, a
-// message cut short) is reported by sipgo through its logger; sipgoLog
+// all (no request line, a broken Via or Content-Length, a message cut
+// short) is reported by sipgo through its logger; sipgoLog
 // counts it from there and keeps sipgo's own lines out of the operator's
 // log.
 
@@ -43,7 +43,7 @@ const (
 	reasonContentLength = "content_length" // dropped: it frames the message
 	reasonRoute         = "route"          // Route or Record-Route
 	reasonHeader        = "header"         // another header sipgo parses, or a line without a colon
-	reasonLineBreak     = "line_break"     // dropped: LF or NUL inside a header (see strictParser)
+	reasonLineBreak     = "line_break"     // LF or NUL inside a header (see strictParser); dropped in a Via or Content-Length
 	reasonFraming       = "framing"        // dropped: no CRLF, cut short, body shorter than Content-Length
 	reasonTooLarge      = "too_large"      // dropped: over the parser's size limit
 )
@@ -118,26 +118,33 @@ var commaSignal = func() reflect.Type {
 	return reflect.TypeOf(err)
 }()
 
-// strictHeaderParser wraps one of sipgo's header parsers: LF or NUL in the
-// value fails the message (see strictParser), as does a Via or
-// Content-Length that does not parse (a response cannot be routed without
-// the one, a stream cannot be framed without the other); any other header
-// that does not parse is kept as a badHeader (a CSeq as badCSeq).
+// strictHeaderParser wraps one of sipgo's header parsers. A Via or
+// Content-Length that does not parse, or holds LF or NUL (see
+// strictParser), fails the message: a request cannot be answered without
+// the one, a stream cannot be framed without the other. Any other header
+// that does not parse or holds LF or NUL is kept as a badHeader (a CSeq as
+// badCSeq), never handed to sipgo's parser for it.
 func strictHeaderParser(lowerName string, parse sip.HeaderParser) sip.HeaderParser {
 	reason, name := headerReason(lowerName)
 	return func(headerName []byte, value string) (sip.Header, error) {
-		if strings.IndexByte(value, '\n') >= 0 || strings.IndexByte(value, 0) >= 0 {
-			return nil, errBadLine
+		lineBreak := strings.IndexByte(value, '\n') >= 0 || strings.IndexByte(value, 0) >= 0
+		var err error
+		if !lineBreak {
+			var h sip.Header
+			if h, err = parse(headerName, value); err == nil || reflect.TypeOf(err) == commaSignal {
+				return h, err
+			}
 		}
-		h, err := parse(headerName, value)
-		if err == nil || reflect.TypeOf(err) == commaSignal {
-			return h, err
-		}
-		switch reason {
-		case reasonVia, reasonContentLength:
+		switch {
+		case reason == reasonVia || reason == reasonContentLength:
+			if lineBreak {
+				return nil, errBadLine
+			}
 			return nil, &parseError{reason: reason, err: err}
-		case reasonCSeq:
+		case reason == reasonCSeq:
 			return &sip.CSeqHeader{SeqNo: badCSeq, MethodName: cseqMethod(value)}, nil
+		case lineBreak:
+			return &badHeader{Header: sip.NewHeader(name, value), reason: reasonLineBreak}, nil
 		}
 		return &badHeader{Header: sip.NewHeader(name, value), reason: reason}, nil
 	}
@@ -228,7 +235,10 @@ func transportLabel(t string) string {
 // excerpt is the start of the first line of s, short enough for a log line.
 func excerpt(s string) string {
 	const max = 96
-	s, _, _ = strings.Cut(strings.TrimLeft(s, "\r\n"), "\r")
+	s = strings.TrimLeft(s, "\r\n")
+	if i := strings.IndexAny(s, "\r\n"); i >= 0 {
+		s = s[:i]
+	}
 	if len(s) > max {
 		s = s[:max] + "..."
 	}

@@ -39,7 +39,11 @@ func TestStrictParser(t *testing.T) {
 		{name: "route", headers: "CSeq: 1 REGISTER\r\nRoute: x\r\n", badReason: reasonRoute},
 		{name: "content-type", headers: "CSeq: 1 REGISTER\r\nContent-Type: \r\n", badReason: reasonHeader},
 		{name: "broken via", headers: "CSeq: 1 REGISTER\r\nVia: garbage\r\n", failReason: reasonVia},
-		{name: "LF in a value", headers: "CSeq: 1 REGISTER\r\nContact: <sip:a@b>\nX: y\r\n", failReason: reasonLineBreak},
+		{name: "LF in a value", headers: "CSeq: 1 REGISTER\r\nContact: <sip:a@b>\nX: y\r\n", badReason: reasonLineBreak},
+		{name: "NUL in a From", headers: "CSeq: 1 REGISTER\r\nFrom: <sip:a@b>\x00;tag=1\r\n", badReason: reasonLineBreak},
+		{name: "LF in a CSeq", headers: "CSeq: 1 REGISTER\nX: y\r\n", badReason: reasonCSeq},
+		{name: "LF in a Via", headers: "CSeq: 1 REGISTER\r\nVia: SIP/2.0/UDP h\nX: y\r\n", failReason: reasonLineBreak},
+		{name: "LF in a Content-Length", headers: "CSeq: 1 REGISTER\r\nContent-Length: 0\nX: y\r\n", failReason: reasonLineBreak},
 	}
 	p := strictParser(65535)
 	for _, tc := range tests {
