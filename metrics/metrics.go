@@ -34,6 +34,7 @@ type Metrics struct {
 	UpstreamUp        *prometheus.GaugeVec   // target
 	UpstreamFailovers *prometheus.CounterVec // target, reason
 	Redirects         *prometheus.CounterVec // outcome
+	Malformed         *prometheus.CounterVec // transport, reason
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -106,13 +107,17 @@ func New() *Metrics {
 			Namespace: namespace, Name: "redirects_total",
 			Help: "3xx responses from voicemail servers, by what the proxy did with them: followed, or not (not_peer, loop, limit).",
 		}, []string{"outcome"}),
+		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "malformed_total",
+			Help: "SIP messages that could not be parsed, by ingress transport and what was wrong (a fixed set: start_line, via, from, to, call_id, cseq, contact, max_forwards, content_length, route, header, line_break, framing, too_large).",
+		}, []string{"transport", "reason"}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
-		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
+		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled, m.Malformed,
 		m.UpstreamUp, m.UpstreamFailovers, m.Redirects,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros

@@ -24,6 +24,7 @@ func TestServer(t *testing.T) {
 	m.UpstreamUp.WithLabelValues("tls:10.0.0.5:5061").Set(1)
 	m.UpstreamFailovers.WithLabelValues("tls:10.0.0.5:5061", "timeout").Inc()
 	m.Redirects.WithLabelValues("followed").Inc()
+	m.Malformed.WithLabelValues("udp", "cseq").Inc()
 	m.Reloaded(true, 3, time.Unix(1700000000, 0))
 	m.Reloaded(false, 0, time.Now())
 	var ready atomic.Bool
@@ -68,7 +69,7 @@ func TestServer(t *testing.T) {
 		"sipproxy_registrations_active", "sipproxy_rules_loaded", "sipproxy_rules_reload_total",
 		"sipproxy_rules_last_reload_timestamp_seconds", "sipproxy_request_duration_seconds",
 		"sipproxy_upstream_up", "sipproxy_upstream_failover_total", "sipproxy_redirects_total",
-		"go_goroutines", "process_resident_memory_bytes",
+		"sipproxy_malformed_total", "go_goroutines", "process_resident_memory_bytes",
 	} {
 		if fams[name] == nil {
 			t.Errorf("metric %s not exported", name)

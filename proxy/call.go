@@ -296,7 +296,7 @@ func (c *call) onResponse(b *branch, res *sip.Response) {
 		// Not relayed as it is (see cleanResponse): a provisional one is
 		// dropped, a final one (2xx included) counts as 502 for this
 		// branch and nothing is learned from it.
-		c.s.log.Info("malformed response from the next hop; not relayed", "call_id", c.r.callID, "status", res.StatusCode, "source", res.Source())
+		c.s.malformedResponse(res, c.r.callID) // counted; logged once per source per minute
 		if !res.IsProvisional() {
 			c.step(b, inMalformed, res, nil)
 		}

@@ -226,8 +226,7 @@ func (s *Server) upstream(r *request, res *sip.Response) *sip.Response {
 	if !cleanResponse(res) {
 		// Not relayed as it is: the caller gets a 502 for a final
 		// response, nothing for a provisional one.
-		// s.log, not r.logger(): this may run on a retransmission goroutine.
-		s.log.Info("malformed response from the next hop; not relayed", "call_id", r.callID, "status", res.StatusCode, "source", res.Source())
+		s.malformedResponse(res, r.callID) // counted; logged once per source per minute
 		if res.IsProvisional() {
 			return nil
 		}

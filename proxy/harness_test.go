@@ -135,8 +135,9 @@ type proxyOpts struct {
 	limits    string // a whole limits: block
 	// voicemailPool, when set, is voicemail.uris (a YAML list) instead of voicemail.uri.
 	voicemailPool string
-	probe         string // voicemail.probe_interval; default 0s (off: tests count what reaches UM)
-	serverExtra   string // extra keys under server:, indented two spaces
+	probe         string       // voicemail.probe_interval; default 0s (off: tests count what reaches UM)
+	serverExtra   string       // extra keys under server:, indented two spaces
+	logger        *slog.Logger // the proxy's logger (default: testLogger)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -186,7 +187,11 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		t.Cleanup(cancel)
 		go reloader.Run(ctx)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: testLogger(t), Metrics: m, Rules: store})
+	logger := o.logger
+	if logger == nil {
+		logger = testLogger(t)
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: logger, Metrics: m, Rules: store})
 	if err != nil {
 		t.Fatal(err)
 	}

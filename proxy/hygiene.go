@@ -49,7 +49,9 @@ func cleanResponse(res *sip.Response) bool {
 func cleanHeaders(hs []sip.Header) (ok bool, why string) {
 	var from, to, callID, cseq, maxfwd, clen, ctype int
 	for _, h := range hs {
-		switch h.(type) {
+		switch h := h.(type) {
+		case *badHeader:
+			return false, reasonPhrase(h.reason) // a header sipgo could not parse
 		case *sip.FromHeader:
 			from++
 		case *sip.ToHeader:
@@ -57,6 +59,9 @@ func cleanHeaders(hs []sip.Header) (ok bool, why string) {
 		case *sip.CallIDHeader:
 			callID++
 		case *sip.CSeqHeader:
+			if h.SeqNo == badCSeq {
+				return false, reasonPhrase(reasonCSeq)
+			}
 			cseq++
 		case *sip.MaxForwardsHeader:
 			maxfwd++
@@ -126,18 +131,16 @@ func isToken(s string) bool {
 
 // strictParser is sipgo's parser with every typed header parser refusing a
 // value that holds LF or NUL (sipgo ends lines at CR only, so these reach
-// the header parsers): such a message fails to parse and is dropped (its
-// TCP/TLS connection closed) instead of being relayed with a line a
-// downstream parser would split.
+// the header parsers), so that no such line is relayed for a downstream
+// parser to split, and keeping a header that does not parse instead of
+// failing the whole message (see strictHeaderParser): validate answers
+// 400, cleanResponse refuses a response. Only a broken Via or
+// Content-Length still fails the message: it is dropped (its TCP/TLS
+// connection closed).
 func strictParser(maxMessage int) *sip.Parser {
 	parsers := make(map[string]sip.HeaderParser, len(sip.DefaultHeadersParser()))
 	for name, parse := range sip.DefaultHeadersParser() {
-		parsers[name] = func(headerName []byte, value string) (sip.Header, error) {
-			if strings.IndexByte(value, '\n') >= 0 || strings.IndexByte(value, 0) >= 0 {
-				return nil, errBadLine
-			}
-			return parse(headerName, value)
-		}
+		parsers[name] = strictHeaderParser(name, parse)
 	}
 	p := sip.NewParser(sip.WithHeadersParsers(parsers))
 	p.MaxMessageLength = maxMessage
@@ -145,6 +148,10 @@ func strictParser(maxMessage int) *sip.Parser {
 }
 
 var errBadLine = errors.New("header value holds LF or NUL")
+
+// sipVersion is the only version the proxy speaks, and the version of every
+// response it writes (RFC 3261 7.1, 21.5.20: a 505 too says SIP/2.0).
+const sipVersion = "SIP/2.0"
 
 // isVersion: "SIP/" digits "." digits (RFC 3261 25.1 SIP-Version).
 func isVersion(v string) bool {

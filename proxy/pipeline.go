@@ -141,6 +141,7 @@ func (s *Server) reply(r *request, code int, reason string) {
 
 func (s *Server) replyWith(r *request, code int, reason string, headers ...sip.Header) {
 	res := sip.NewResponseFromRequest(r.Request, code, reason, nil)
+	res.SipVersion = sipVersion // sipgo copies the request's; we speak SIP/2.0 whatever was asked (505)
 	for _, h := range headers {
 		res.AppendHeader(h)
 	}

@@ -73,9 +73,10 @@ type Server struct {
 	digest   *auth.Digest
 	peers    *auth.Peers
 
-	certs   *peerCerts
-	flows   flowTokens
-	dialogs *dialogs // calls record-routed through us, for the drain
+	certs     *peerCerts
+	malformed *malformedReporter // what does not parse: counted, summarised
+	flows     flowTokens
+	dialogs   *dialogs // calls record-routed through us, for the drain
 
 	// Abuse limits; nil when turned off.
 	rate  *limits.RateLimiter
@@ -184,20 +185,29 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 
 	parser := strictParser(cfg.Limits.MaxMessageBytes)
 	idle := cfg.Limits.IdleTimeout.Duration
+	// sipgo logs through sipLog: what outsiders send reaches the
+	// operator's log only as malformed summaries (see sipgoLog). The TCP and
+	// TLS transports configured here log through sipgo's package default
+	// instead (sipgo sets their logger only on the transports it makes
+	// itself): see SIPDefaultLogger.
+	s.malformed = newMalformedReporter(log, s.m.Malformed)
+	sipLog := slog.New(newSipgoLog(log.Handler(), s.malformed))
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("sipproxy"),
 		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgenTLSConfig(s.clientTLS(prov.TLSClient)),
 		sipgo.WithUserAgentTransportLayerOptions(
-			sip.WithTransportLayerLogger(log),
+			sip.WithTransportLayerLogger(sipLog),
+			// Before the transports: sipgo gives a transport passed in
+			// the read filter set when it is passed.
+			sip.WithTransportLayerReadFilter(s.readFilter),
 			sip.WithTransportLayerTransports(sip.TransportsConfig{
 				TCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: writeTimeout},
 				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{ReadTimeout: idle, WriteTimeout: writeTimeout}},
 			}),
-			sip.WithTransportLayerReadFilter(s.readFilter),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(log),
+			sip.WithTransactionLayerLogger(sipLog),
 			sip.WithTransactionLayerUnhandledResponseHandler(s.strayResponse),
 		),
 	)
@@ -205,11 +215,11 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("sip user agent: %w", err)
 	}
 	s.ua = ua
-	s.sip, err = sipgo.NewServer(ua, sipgo.WithServerLogger(log))
+	s.sip, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
 	if err != nil {
 		return nil, err
 	}
-	s.client, err = sipgo.NewClient(ua, sipgo.WithClientLogger(log))
+	s.client, err = sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog))
 	if err != nil {
 		return nil, err
 	}

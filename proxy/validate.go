@@ -12,6 +12,10 @@ import (
 // itself and returns false when the request must go no further.
 func (s *Server) validate(r *request) bool {
 	req := r.Request
+	if reason, text, bad := malformedHeader(req.Headers()); bad {
+		s.malformedRequest(r, reason, text)
+		return false
+	}
 	if len(req.Headers()) > s.cfg.Limits.MaxHeaders {
 		s.m.Throttled.WithLabelValues("header_count").Inc()
 		s.reply(r, sip.StatusBadRequest, "Too Many Headers")

@@ -143,7 +143,8 @@ func benchStore(b *testing.B) *Store {
 	return s
 }
 
-// BenchmarkLookup is the per-INVITE path: must report 0 allocs/op.
+// BenchmarkLookup is the per-INVITE path: a go-memdb read (4 allocs/op;
+// TestLookupAllocations holds the budget).
 func BenchmarkLookup(b *testing.B) {
 	snap := benchStore(b).Snapshot()
 	keys := []string{"user1@contoso.com", "user77777@contoso.com", "nobody@contoso.com"}
@@ -152,23 +153,6 @@ func BenchmarkLookup(b *testing.B) {
 	for b.Loop() {
 		if _, ok := snap.Lookup(keys[i%len(keys)]); ok != (i%len(keys) != 2) {
 			b.Fatal("wrong lookup result")
-		}
-		i++
-	}
-}
-
-// BenchmarkLookupMemdbFirst is the same lookup through go-memdb's Txn.First,
-// for comparison: it allocates on every call, which is why Snapshot keeps a
-// map next to the memdb state.
-func BenchmarkLookupMemdbFirst(b *testing.B) {
-	snap := benchStore(b).Snapshot()
-	keys := []string{"user1@contoso.com", "user77777@contoso.com", "nobody@contoso.com"}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		obj, err := snap.txn.First(tableRules, indexID, keys[i%len(keys)])
-		if err != nil || (obj != nil) != (i%len(keys) != 2) {
-			b.Fatal("wrong lookup result", err)
 		}
 		i++
 	}

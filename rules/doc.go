@@ -22,8 +22,9 @@
 // one memdb write transaction; readers never see half of a reload. A
 // Snapshot is one committed set and never changes, so a call that takes a
 // snapshot when it starts keeps the plan it started with while the file is
-// reloaded under it. Snapshot.Lookup takes a normalised address of record
-// (internal/aor: aor.Of(uri)) and does not allocate.
+// reloaded under it. A snapshot is a memdb read transaction, and
+// Snapshot.Lookup (a normalised address of record, internal/aor:
+// aor.Of(uri)) reads memdb's unique index in it.
 //
 // # Use in the proxy
 //

@@ -129,7 +129,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if !errors.Is(err, io.EOF) { // EOF: an empty file
-			p.yamlError(err)
+			p.yamlError(data, err)
 		}
 		return nil
 	}
@@ -137,7 +137,7 @@ func (p *parser) document(data []byte) *yaml.Node {
 	switch err := dec.Decode(&extra); {
 	case errors.Is(err, io.EOF):
 	case err != nil:
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil
 	default:
 		p.errorf(extra.Line, "a rules file holds one YAML document, found another")
@@ -175,19 +175,119 @@ func (p *parser) list(items []*yaml.Node) []Rule {
 	return out
 }
 
-// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") into an Error
-// at that line.
-func (p *parser) yamlError(err error) {
+// yamlError turns a yaml.v3 syntax error ("yaml: line 3: ...") in data
+// into an Error at the line it is about.
+//
+// yaml.v3 (v3.0.1, decode.go parser.fail) numbers lines from 0 internally
+// and adds 1 only for scanner errors: a parser error names the line before
+// the one it means (an unclosed "[" on line 3 is reported as line 2), one
+// on the first line comes with no line at all, and one at the end of the
+// file names the line after the last. Parser errors are the fixed problems
+// of yaml.v3's parserc.go, listed in parserProblems. For the errors of a
+// block list or mapping, and for a tab in the indentation, it names where
+// the block (or the scalar before the tab) began, not the line that broke
+// it; blockProblemLine finds that line.
+func (p *parser) yamlError(data []byte, err error) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line, text := 0, msg
 	if rest, ok := strings.CutPrefix(msg, "line "); ok {
-		if num, text, ok := strings.Cut(rest, ": "); ok {
-			if line, convErr := strconv.Atoi(num); convErr == nil {
-				p.errorf(line, "%s", text)
-				return
+		if num, t, ok := strings.Cut(rest, ": "); ok {
+			if n, convErr := strconv.Atoi(num); convErr == nil {
+				line, text = n, t
 			}
 		}
 	}
-	p.errorf(0, "%s", msg)
+	if isParserProblem(text) {
+		line++
+	}
+	switch text {
+	case "did not find expected '-' indicator", "did not find expected key", // parser: where the block began
+		"found a tab character that violates indentation": // scanner: where the scalar before it began
+		line = blockProblemLine(data, line, text)
+	}
+	if lines := lineCount(data); line > lines {
+		line = lines // the end of the file
+	}
+	p.errorf(line, "%s", text)
+}
+
+// blockProblemLine finds the line that broke what began at line from with
+// problem: the first line at which the file, cut after it,
+// fails with the same problem (bisection; yaml.v3 reads the file in order,
+// so every longer cut fails too). Files over maxRefine bytes keep from:
+// the cuts would be decoded about log2(lines) times.
+func blockProblemLine(data []byte, from int, problem string) int {
+	const maxRefine = 1 << 20
+	if len(data) > maxRefine {
+		return from
+	}
+	ends := lineEnds(data)
+	fails := func(line int) bool {
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:ends[line-1]], &n)
+		return err != nil && strings.HasSuffix(err.Error(), ": "+problem)
+	}
+	lo, hi := from, len(ends) // fails(hi): the whole file
+	if lo < 1 || lo > hi {
+		return from
+	}
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo
+}
+
+// lineEnds is the offset just after each line of data (after its newline).
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
+
+// lineCount is the number of lines of data; a final newline starts none.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte{'\n'})
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return max(n, 1)
+}
+
+// parserProblems are the messages of yaml.v3's parser errors (parserc.go,
+// yaml_parser_set_parser_error and _context), whose line is 0-based.
+var parserProblems = [...]string{
+	"did not find expected <stream-start>",
+	"did not find expected <document start>",
+	"found duplicate %YAML directive",
+	"found incompatible YAML document",
+	"found duplicate %TAG directive",
+	"found undefined tag handle",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected key",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+}
+
+func isParserProblem(text string) bool {
+	for _, p := range parserProblems {
+		if text == p {
+			return true
+		}
+	}
+	return false
 }
 
 // mapping calls fn for each key of a mapping node, reporting keys that are

@@ -406,3 +406,51 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestYAMLErrorLines: a YAML syntax error names the line it is about.
+// yaml.v3 reports parser errors one line early (0-based), errors at the end
+// of the file one line late, and block errors at the line where the block
+// began; the file:line an operator reads is the line to fix.
+func TestYAMLErrorLines(t *testing.T) {
+	tests := []struct {
+		name, file, want string
+	}{
+		{"unclosed flow list", "rules:\n  - user: sip:a@contoso.com\n    immediate: [unclosed\n",
+			`r.yaml:3: did not find expected ',' or ']'`},
+		{"unclosed flow mapping", "rules:\n  - user: sip:a@contoso.com\n    unanswered: {target: sip:b@contoso.com\n",
+			`r.yaml:3: did not find expected ',' or '}'`},
+		{"unclosed list on the last line", "# one\n# two\n# three\nrules:\n  - user: sip:a@contoso.com\n    busy: [sip:b@contoso.com, \n",
+			`r.yaml:6: did not find expected node content`},
+		{"error on the first line", "rules: [\n",
+			`r.yaml:1: did not find expected node content`},
+		{"key under-indented in a rule", "rules:\n  - user: sip:a@contoso.com\n    immediate: sip:b@contoso.com\n   busy: sip:c@contoso.com\n",
+			`r.yaml:4: did not find expected '-' indicator`},
+		{"key at the list's indentation", "rules:\n  - user: sip:a@contoso.com\n  busy: sip:b@contoso.com\n",
+			`r.yaml:3: did not find expected '-' indicator`},
+		{"misindented key in the middle", "rules:\n  - user: sip:a@contoso.com\n    immediate: sip:b@contoso.com\n  - user: sip:c@contoso.com\n    immediate: sip:d@contoso.com\n   busy: sip:e@contoso.com\n  - user: sip:f@contoso.com\n    immediate: sip:g@contoso.com\n",
+			`r.yaml:6: did not find expected '-' indicator`},
+		{"misindented key in a nested mapping", "rules:\n  - user: sip:a@contoso.com\n    unanswered:\n      target: sip:b@contoso.com\n     after: 10s\n",
+			`r.yaml:5: did not find expected key`},
+		{"tab before a key", "rules:\n  - user: sip:a@contoso.com\n\timmediate: sip:b@contoso.com\n",
+			`r.yaml:3: found a tab character that violates indentation`},
+		{"undefined tag handle", "rules:\n  - user: sip:a@contoso.com\n    immediate: !x!y sip:b@contoso.com\n",
+			`r.yaml:3: found undefined tag handle`},
+		{"duplicate directive", "%YAML 1.1\n%YAML 1.1\n---\nrules: []\n",
+			`r.yaml:2: found duplicate %YAML directive`},
+		{"scanner error (already right)", "rules:\n  - user: sip:a@contoso.com\n    busy: : :\n",
+			`r.yaml:3: mapping values are not allowed in this context`},
+		{"unterminated quote (already right)", "rules:\n  - user: sip:a@contoso.com\n    immediate: \"sip:b@contoso.com\n  - user: x\n",
+			`r.yaml:3: found unexpected end of stream`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("r.yaml", []byte(tc.file), defaultAfter)
+			if err == nil {
+				t.Fatal("Parse accepted the file")
+			}
+			if got := err.Error(); got != tc.want {
+				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}

@@ -38,6 +38,7 @@ type Reloader struct {
 	defaultAfter time.Duration
 	log          *slog.Logger
 	report       Reporter
+	domains      []string // server.domains, for OutsideDomains; nil: no check
 
 	quiet time.Duration // Run's debounce
 
@@ -48,11 +49,15 @@ type Reloader struct {
 
 // NewReloader returns a Reloader that loads path into store. log and report
 // may be nil.
-func NewReloader(path string, store *Store, defaultAfter time.Duration, log *slog.Logger, report Reporter) *Reloader {
+func NewReloader(path string, store *Store, defaultAfter time.Duration, log *slog.Logger, report Reporter, opts ...ReloaderOption) *Reloader {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Reloader{path: path, store: store, defaultAfter: defaultAfter, log: log, report: report, quiet: debounce}
+	r := &Reloader{path: path, store: store, defaultAfter: defaultAfter, log: log, report: report, quiet: debounce}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
 }
 
 // Load reads the file for the first time. It returns the file's problems
@@ -155,7 +160,25 @@ func (r *Reloader) install(ifChanged bool) (unchanged bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	return false, r.store.Replace(rules)
+	if err := r.store.Replace(rules); err != nil {
+		return false, err
+	}
+	if r.domains != nil {
+		r.logWarnings(OutsideDomains(r.path, rules, r.domains))
+	}
+	return false, nil
+}
+
+// logWarnings logs the warnings of a file that was loaded, at most
+// maxLoggedErrors of them.
+func (r *Reloader) logWarnings(ws ErrorList) {
+	for i, w := range ws {
+		if i == maxLoggedErrors {
+			r.log.Warn("rules file has more warnings", "file", r.path, "not_logged", len(ws)-i)
+			return
+		}
+		r.log.Warn("rules file warning", "file", w.File, "line", w.Line, "warning", w.Msg)
+	}
 }
 
 func (r *Reloader) logError(err error, serving int) {

@@ -245,7 +245,32 @@ func TestStoreReplaceCopiesInput(t *testing.T) {
 	}
 }
 
-func TestLookupDoesNotAllocate(t *testing.T) {
+// TestLookupReadsMemdb: a snapshot answers from go-memdb's committed state
+// and from nothing else: a rule committed straight into memdb is found.
+func TestLookupReadsMemdb(t *testing.T) {
+	s := New()
+	txn := s.db.Txn(true)
+	if err := txn.Insert(tableRules, &Rule{User: "zed@contoso.com", UserURI: "sip:zed@contoso.com", Line: 9}); err != nil {
+		t.Fatal(err)
+	}
+	txn.Commit()
+	snap := &Snapshot{txn: s.db.Txn(false)}
+	if r, ok := snap.Lookup("zed@contoso.com"); !ok || r.Line != 9 {
+		t.Fatalf("Lookup of a rule committed to memdb = %+v, %v", r, ok)
+	}
+	if _, ok := snap.Lookup("zed@contoso.co"); ok {
+		t.Error("Lookup matched a prefix of a key")
+	}
+	if _, ok := s.Snapshot().Lookup("zed@contoso.com"); ok {
+		t.Error("a snapshot taken before the commit sees it")
+	}
+}
+
+// TestLookupAllocations pins what a lookup costs: go-memdb's Txn.First
+// allocates four times (the boxed argument, the index key, the index path,
+// a radix transaction), which is the price of reading the store the design
+// names instead of a map beside it. The map read allocated nothing.
+func TestLookupAllocations(t *testing.T) {
 	s := New()
 	if err := s.Replace(mustParse(t, fileV1)); err != nil {
 		t.Fatal(err)
@@ -256,8 +281,8 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 		if _, ok := snap.Lookup(key); !ok {
 			t.Fatal("not found")
 		}
-	}); allocs != 0 {
-		t.Errorf("Lookup allocates %v times per call", allocs)
+	}); allocs > 4 {
+		t.Errorf("Lookup allocates %v times per call, budget 4", allocs)
 	}
 }
 

@@ -145,17 +145,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	var ruleWarnings rules.ErrorList
 	if cfg.Forwarding.RulesFile != "" {
 		data, err := os.ReadFile(cfg.Forwarding.RulesFile)
+		var rs []rules.Rule
 		if err == nil {
-			_, err = rules.Parse(cfg.Forwarding.RulesFile, data, cfg.Forwarding.DefaultAfter.Duration)
+			rs, err = rules.Parse(cfg.Forwarding.RulesFile, data, cfg.Forwarding.DefaultAfter.Duration)
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
 		}
+		ruleWarnings = rules.OutsideDomains(cfg.Forwarding.RulesFile, rs, cfg.Server.Domains)
 	}
 	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "warning: %s\n", w.Error())
+	}
+	for _, w := range ruleWarnings {
 		fmt.Fprintf(stderr, "warning: %s\n", w.Error())
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", *path)
@@ -191,7 +197,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log := newLogger(cfg.Log, stderr)
-	sip.SetDefaultLogger(log.With("component", "sipgo"))
+	m := metrics.New()
+	// sipgo's TCP and TLS transports log through its package default:
+	// demoted, and their parse failures counted (proxy.SIPDefaultLogger).
+	sip.SetDefaultLogger(proxy.SIPDefaultLogger(log.With("component", "sipgo"), m))
 	var demoFile demoRules
 	var demoErr error
 	if *path == "" {
@@ -209,12 +218,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	m := metrics.New()
 	store := rules.New()
 	var reloader *rules.Reloader
 	switch {
 	case cfg.Forwarding.RulesFile != "":
-		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m)
+		reloader = rules.NewReloader(cfg.Forwarding.RulesFile, store, cfg.Forwarding.DefaultAfter.Duration, log, m,
+			rules.WithDomains(cfg.Server.Domains))
 		if err := reloader.Load(); err != nil {
 			fmt.Fprintln(stderr, err)
 			if demoFile.path != "" {
