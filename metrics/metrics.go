@@ -27,6 +27,8 @@ type Metrics struct {
 	RulesLastReload     prometheus.Gauge
 	RequestDuration     *prometheus.HistogramVec // method
 	Throttled           *prometheus.CounterVec   // reason
+	StateBackendUp      prometheus.Gauge         // 1 while the state backend takes writes
+	StateFileCorrupt    prometheus.Gauge         // 1 when this process found its state file unreadable and started empty
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -87,6 +89,14 @@ func New() *Metrics {
 			Namespace: namespace, Name: "throttled_total",
 			Help: "Requests or connections refused by abuse limits, by reason.",
 		}, []string{"reason"}),
+		StateBackendUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "state_backend_up",
+			Help: "1 while the state backend (file or Redis) takes writes; 0 while it does not (REGISTER is answered 503, calls are served from memory).",
+		}),
+		StateFileCorrupt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "state_file_corrupt",
+			Help: "1 when the state file could not be read at start: it was renamed aside and this process started with empty state.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -94,6 +104,7 @@ func New() *Metrics {
 		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
 		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled,
+		m.StateBackendUp, m.StateFileCorrupt,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros
 	// instead of absent series before the first event.

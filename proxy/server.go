@@ -27,6 +27,7 @@ import (
 	"github.com/sipproxy/sipproxy/proxy/auth"
 	"github.com/sipproxy/sipproxy/proxy/limits"
 	"github.com/sipproxy/sipproxy/proxy/registrar"
+	"github.com/sipproxy/sipproxy/proxy/state"
 	"github.com/sipproxy/sipproxy/rules"
 )
 
@@ -59,6 +60,10 @@ type Server struct {
 	peers  *auth.Peers
 	users  map[string]bool
 	domain map[string]bool
+
+	// Bindings and dialogs beyond this process (statestore.go).
+	state    state.Store
+	instance string // this instance's name in the state store
 
 	certs   *peerCerts
 	flows   flowTokens
@@ -153,7 +158,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 
-	reg, err := registrar.New(registrar.Options{Active: s.m.RegistrationsActive})
+	st, err := s.openState()
+	if err != nil {
+		return nil, err
+	}
+	s.state = st
+	reg, err := registrar.New(registrar.Options{Active: s.m.RegistrationsActive,
+		Store: s.state, Instance: s.instance, Advertise: s.advertisedOn, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -509,5 +520,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 	}
 	s.ua.Close()
+	s.closeState()
 	return err
 }

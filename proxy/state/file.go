@@ -59,10 +59,10 @@ func OpenFile(path string, o Options) (*File, error) {
 	default:
 		aside := path + ".corrupt-" + o.Now().UTC().Format("20060102T150405.000Z")
 		if rerr := os.Rename(path, aside); rerr != nil {
-			return f.memoryOnly(fmt.Errorf("%w; renaming it aside failed: %w", err, rerr))
+			return f.memoryOnly(&CorruptError{Path: path, Err: fmt.Errorf("%w; renaming it aside failed: %w", err, rerr)})
 		}
-		warn := fmt.Errorf("%w; renamed to %s, starting with empty state", err, aside)
-		db, snap, dropped, err = openBolt(path, o.Now())
+		warn := &CorruptError{Path: path, Aside: aside, Err: err}
+		db, _, _, err = openBolt(path, o.Now())
 		if err != nil {
 			return f.memoryOnly(fmt.Errorf("%w; a new file cannot be created either: %w", warn, err))
 		}
@@ -82,6 +82,23 @@ func OpenFile(path string, o Options) (*File, error) {
 	}
 	return f, nil
 }
+
+// CorruptError is OpenFile's warning for a state file it could not read:
+// the proxy starts with empty state.
+type CorruptError struct {
+	Path  string
+	Aside string // where the file was moved; "" if it could not be moved
+	Err   error
+}
+
+func (e *CorruptError) Error() string {
+	if e.Aside == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%v; renamed to %s, starting with empty state", e.Err, e.Aside)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
 
 func (f *File) setUp(up bool) {
 	f.up.Store(up)

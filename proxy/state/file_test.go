@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -77,8 +78,9 @@ func TestFileCorrupt(t *testing.T) {
 			}
 			g := &upGauge{v: -1}
 			s, warn := OpenFile(path, Options{Up: g})
-			if warn == nil {
-				t.Fatal("no warning for a corrupt file")
+			var ce *CorruptError
+			if !errors.As(warn, &ce) || ce.Aside == "" {
+				t.Fatalf("warning %v is not a *CorruptError with the file moved aside", warn)
 			}
 			t.Logf("warning: %v", warn)
 			defer s.Close()

@@ -171,23 +171,7 @@ func OpenRedis(ro RedisOptions, o Options) (*Redis, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return nil, fmt.Errorf("state: redis: origin id: %w", err)
 	}
-	client := redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:                 ro.Addrs,
-		Username:              ro.Username,
-		Password:              ro.Password,
-		DB:                    ro.DB,
-		TLSConfig:             ro.TLS,
-		MasterName:            ro.SentinelMaster,
-		IsClusterMode:         ro.Cluster,
-		ClientName:            "sipproxy",
-		DisableIdentity:       true,
-		MaxRetries:            -1, // fail fast: the caller answers 503 and the UA retries
-		DialTimeout:           o.Timeout,
-		ReadTimeout:           o.Timeout,
-		WriteTimeout:          o.Timeout,
-		PoolTimeout:           o.Timeout,
-		ContextTimeoutEnabled: true,
-	})
+	client := newRedisClient(ro, o.Timeout)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Redis{
 		opts:    o,
@@ -212,6 +196,26 @@ func OpenRedis(ro RedisOptions, o Options) (*Redis, error) {
 	case <-t.C:
 		return r, fmt.Errorf("state: redis %s not reachable yet; serving from memory, REGISTER refused until it is", strings.Join(ro.Addrs, ","))
 	}
+}
+
+func newRedisClient(ro RedisOptions, timeout time.Duration) redis.UniversalClient {
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:                 ro.Addrs,
+		Username:              ro.Username,
+		Password:              ro.Password,
+		DB:                    ro.DB,
+		TLSConfig:             ro.TLS,
+		MasterName:            ro.SentinelMaster,
+		IsClusterMode:         ro.Cluster,
+		ClientName:            "sipproxy",
+		DisableIdentity:       true,
+		MaxRetries:            -1, // fail fast: the caller answers 503 and the UA retries
+		DialTimeout:           timeout,
+		ReadTimeout:           timeout,
+		WriteTimeout:          timeout,
+		PoolTimeout:           timeout,
+		ContextTimeoutEnabled: true,
+	})
 }
 
 // run keeps a subscription to the channel, reconnecting with backoff,
