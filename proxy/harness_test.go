@@ -131,6 +131,8 @@ type proxyOpts struct {
 	authExtra string // extra keys under auth:, indented two spaces
 	udpPort   int    // fixed UDP port (0: any)
 	limits    string // a whole limits: block
+	state     string // a whole state: block
+	tcpPort   int    // fixed TCP port (0: any)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -150,6 +152,10 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		"{{VOICEMAIL}}", o.voicemail, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
 		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort), "{{LIMITS}}", o.limits,
 	).Replace(baseConfig)
+	yml += o.state
+	if o.tcpPort != 0 {
+		yml = strings.Replace(yml, `{transport: tcp, addr: "127.0.0.1:0"}`, fmt.Sprintf(`{transport: tcp, addr: "127.0.0.1:%d"}`, o.tcpPort), 1)
+	}
 	if o.rulesYAML != "" {
 		rp := filepath.Join(p.dir, "rules.yaml")
 		if err := os.WriteFile(rp, []byte(o.rulesYAML), 0o600); err != nil {

@@ -36,6 +36,7 @@ func (s *Server) openState() (state.Store, error) {
 		}
 	}
 	s.instance = instance
+	s.dialogs.attach(st, instance, s.log)
 	return st, nil
 }
 
@@ -51,6 +52,7 @@ func (s *Server) advertisedOn(transport string) string {
 
 // closeState releases the state store after a drain.
 func (s *Server) closeState() {
+	s.dialogs.closeStore()
 	s.reg.Close()
 	if err := s.state.Close(); err != nil {
 		s.log.Warn("state store close", "error", err)

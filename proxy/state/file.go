@@ -302,6 +302,9 @@ func (f *File) Sweep(_ context.Context, now time.Time) (int, error) {
 // Subscribe: nobody else writes the file.
 func (f *File) Subscribe(fn func(Event)) func() { return f.cache.Subscribe(fn) }
 
+// Shared: one process holds the file (bbolt locks it).
+func (f *File) Shared() bool { return false }
+
 // Up reports whether the file is in use and its last write succeeded.
 func (f *File) Up() bool { return f.up.Load() }
 

@@ -246,6 +246,9 @@ func (m *Memory) replace(s Snapshot) error {
 // Subscribe: an in-memory store learns nothing from outside.
 func (m *Memory) Subscribe(fn func(Event)) func() { return m.feed.subscribe(fn) }
 
+// Shared: nobody else writes it.
+func (m *Memory) Shared() bool { return false }
+
 // Up is always true.
 func (m *Memory) Up() bool { return true }
 

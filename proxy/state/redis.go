@@ -602,6 +602,9 @@ func (r *Redis) Sweep(_ context.Context, now time.Time) (int, error) {
 // Subscribe registers fn for other instances' changes and for reloads.
 func (r *Redis) Subscribe(fn func(Event)) func() { return r.feed.subscribe(fn) }
 
+// Shared: every instance of the pool writes it.
+func (r *Redis) Shared() bool { return true }
+
 // Up reports whether Redis takes writes.
 func (r *Redis) Up() bool { return r.up.Load() }
 

@@ -40,6 +40,9 @@ type Store interface {
 	// block for long. The returned function unsubscribes.
 	Subscribe(fn func(Event)) (cancel func())
 
+	// Shared reports whether other instances write this store too (redis):
+	// then records carry the instance that wrote them.
+	Shared() bool
 	// Up reports whether the backend takes writes: false while Redis is
 	// unreachable, or when a state file could not be opened and the store
 	// runs on memory alone.
