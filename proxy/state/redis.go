@@ -333,6 +333,11 @@ func (r *Redis) apply(payload string) {
 
 // resync writes the dialogs changed while Redis was away, then reloads
 // the cache whole from Redis and hands the result to the subscribers.
+// This instance's own live records that Redis no longer has (a Redis that
+// restarted empty, a failover to a replica that missed them) are written
+// back first: nothing this instance holds is lost. (A binding of ours that
+// another instance removed while we were cut off comes back too, until it
+// expires: the lesser evil.)
 func (r *Redis) resync(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, resyncTimeout)
 	defer cancel()
@@ -343,6 +348,9 @@ func (r *Redis) resync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if snap, err = r.restoreOwn(ctx, snap); err != nil {
+		return err
+	}
 	r.mu.Lock()
 	err = r.cache.replace(snap)
 	r.mu.Unlock()
@@ -351,6 +359,52 @@ func (r *Redis) resync(ctx context.Context) error {
 	}
 	r.feed.publish(Event{Kind: Resynced, Snapshot: snap})
 	return nil
+}
+
+// restoreOwn writes back this instance's live records missing from snap
+// and returns snap with them.
+func (r *Redis) restoreOwn(ctx context.Context, snap Snapshot) (Snapshot, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	held := r.cache.Load()
+	inRedis := make(map[[2]string]bool, len(snap.Bindings))
+	for _, b := range snap.Bindings {
+		inRedis[[2]string{b.AOR, b.Key}] = true
+	}
+	missing := map[string][]Binding{}
+	var order []string
+	for _, b := range held.Bindings {
+		if b.Instance != r.opts.Instance || inRedis[[2]string{b.AOR, b.Key}] {
+			continue
+		}
+		if _, ok := missing[b.AOR]; !ok {
+			order = append(order, b.AOR)
+		}
+		missing[b.AOR] = append(missing[b.AOR], b)
+	}
+	for _, aor := range order {
+		if err := r.writeBindings(ctx, BindingChange{AOR: aor, Put: missing[aor]}); err != nil {
+			return snap, fmt.Errorf("write back the bindings of %s: %w", aor, err)
+		}
+		snap.Bindings = append(snap.Bindings, missing[aor]...)
+	}
+	dialogs := make(map[string]bool, len(snap.Dialogs))
+	for _, d := range snap.Dialogs {
+		dialogs[d.CallID] = true
+	}
+	for _, d := range held.Dialogs {
+		if d.Instance != r.opts.Instance || dialogs[d.CallID] {
+			continue
+		}
+		if err := r.putDialog(ctx, d); err != nil {
+			return snap, fmt.Errorf("write back dialog %s: %w", d.CallID, err)
+		}
+		snap.Dialogs = append(snap.Dialogs, d)
+	}
+	if len(order) > 0 {
+		r.opts.Logger.Warn("state: redis had lost bindings of this instance; written back", "aors", len(order))
+	}
+	return snap, nil
 }
 
 func (r *Redis) flushDirty(ctx context.Context) error {
@@ -475,9 +529,20 @@ func (r *Redis) WriteBindings(ctx context.Context, c BindingChange) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	if err := r.writeBindings(ctx, c); err != nil {
+		r.failed(err)
+		return fmt.Errorf("state: redis: write bindings of %s: %w", c.AOR, err)
+	}
+	return r.cache.WriteBindings(ctx, c)
+}
+
+// writeBindings runs the change's script; r.mu is held.
+func (r *Redis) writeBindings(ctx context.Context, c BindingChange) error {
 	ev, err := json.Marshal(redisEvent{Origin: r.origin, Kind: BindingsChanged, Change: &c})
 	if err != nil {
-		return fmt.Errorf("state: redis: encode change of %s: %w", c.AOR, err)
+		return fmt.Errorf("encode change: %w", err)
 	}
 	args := make([]any, 0, 4+len(c.Delete)+2*len(c.Put))
 	args = append(args, r.opts.Now().UnixMilli(), r.channel, string(ev), len(c.Delete))
@@ -487,17 +552,11 @@ func (r *Redis) WriteBindings(ctx context.Context, c BindingChange) error {
 	for _, b := range c.Put {
 		v, err := encodeBindingValue(b)
 		if err != nil {
-			return fmt.Errorf("state: redis: encode binding %s %s: %w", c.AOR, b.Key, err)
+			return fmt.Errorf("encode binding %s: %w", b.Key, err)
 		}
 		args = append(args, b.Key, v)
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	defer cancel()
-	if err := writeBindingsScript.Run(ctx, r.client, []string{r.bindingsKey(c.AOR)}, args...).Err(); err != nil {
-		r.failed(err)
-		return fmt.Errorf("state: redis: write bindings of %s: %w", c.AOR, err)
-	}
-	return r.cache.WriteBindings(ctx, c)
+	return writeBindingsScript.Run(ctx, r.client, []string{r.bindingsKey(c.AOR)}, args...).Err()
 }
 
 // PutDialog writes d to Redis, then to the cache. While Redis is down the

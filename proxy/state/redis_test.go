@@ -169,7 +169,15 @@ func TestRedisOutage(t *testing.T) {
 	if g.get() != 1 {
 		t.Fatalf("gauge %v while up", g.get())
 	}
-	if err := PutBinding(ctx, a, binding("alice@a.test", "k", time.Now().Add(time.Hour))); err != nil {
+	alice := binding("alice@a.test", "k", time.Now().Add(time.Hour))
+	alice.Instance = "a"
+	if err := PutBinding(ctx, a, alice); err != nil {
+		t.Fatal(err)
+	}
+	// b's binding is b's to restore, not a's.
+	other := binding("carol@a.test", "k", time.Now().Add(time.Hour))
+	other.Instance = "b"
+	if err := PutBinding(ctx, a, other); err != nil {
 		t.Fatal(err)
 	}
 
@@ -214,14 +222,20 @@ func TestRedisOutage(t *testing.T) {
 	if err := PutBinding(ctx, a, binding("bob@a.test", "k", time.Now().Add(time.Hour))); err != nil {
 		t.Fatalf("write after recovery: %v", err)
 	}
-	// The restarted Redis is empty, so the reload emptied the cache of
-	// alice (nothing is invented) but the dialog written meanwhile is there.
+	// The restarted Redis was empty: a wrote back what it held (alice's
+	// binding) and the dialog it kept during the outage.
 	b := openRedis(t, srv.Addr, prefix, Options{Instance: "b"})
 	if _, ok := b.Dialog("during-outage"); !ok {
 		t.Fatal("the dialog written during the outage did not reach Redis")
 	}
+	if len(b.ListBindings("alice@a.test")) != 1 || len(a.ListBindings("alice@a.test")) != 1 {
+		t.Fatal("the binding held before the outage was lost with Redis's data")
+	}
 	if len(b.ListBindings("bob@a.test")) != 1 {
 		t.Fatal("write after recovery not in Redis")
+	}
+	if len(b.ListBindings("carol@a.test")) != 0 {
+		t.Fatal("a wrote back a binding another instance holds")
 	}
 	if k := seen.kinds(); len(k) == 0 || k[len(k)-1] != Resynced {
 		t.Fatalf("subscriber events %v; want a Resynced after recovery", k)
