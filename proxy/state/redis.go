@@ -140,7 +140,7 @@ type Redis struct {
 	cache   *Memory
 	feed    feed
 
-	mu    sync.Mutex      // orders this instance's writes: Redis's order is the cache's
+	mu    sync.Mutex      // one write of this instance at a time, Redis then the cache
 	dirty map[string]bool // dialogs written (true) or deleted (false) while down
 
 	up      atomic.Bool
@@ -303,12 +303,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// apply brings an event into the cache and, when another instance made
-// it, to the subscribers.
+// apply brings another instance's event into the cache and to the
+// subscribers. This store's own events are not applied again: its writes
+// reached the cache when Redis took them, and an echo arriving after a
+// later write would undo that write for a moment. (A write whose outcome
+// is unknown, a timeout, makes the session reload instead.)
 func (r *Redis) apply(payload string) {
 	var e redisEvent
 	if err := json.Unmarshal([]byte(payload), &e); err != nil {
 		r.opts.Logger.Warn("state: undecodable event on the redis channel", "channel", r.channel, "error", err)
+		return
+	}
+	if e.Origin == r.origin {
 		return
 	}
 	ctx := context.Background()
@@ -326,9 +332,7 @@ func (r *Redis) apply(payload string) {
 	default:
 		return
 	}
-	if e.Origin != r.origin {
-		r.feed.publish(out)
-	}
+	r.feed.publish(out)
 }
 
 // resync writes the dialogs changed while Redis was away, then reloads
