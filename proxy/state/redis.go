@@ -429,47 +429,88 @@ func (r *Redis) flushDirty(ctx context.Context) error {
 	return nil
 }
 
-// loadAll reads every binding and dialog under the prefix.
+// loadAll reads every binding and dialog under the prefix, from every
+// master of a Cluster (concurrently: go-redis's ForEachMaster).
 func (r *Redis) loadAll(ctx context.Context) (Snapshot, error) {
-	var snap Snapshot
+	var (
+		mu   sync.Mutex
+		snap Snapshot
+	)
 	now := r.opts.Now()
 	nowMS := now.UnixMilli()
 	err := r.forEachNode(ctx, func(ctx context.Context, c redis.Cmdable) error {
+		var part Snapshot
 		keys, err := scanKeys(ctx, c, r.prefix+keyBindings+"*")
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			fields, err := c.HGetAll(ctx, k).Result()
+		err = batched(ctx, c, keys, func(p redis.Pipeliner, k string) { p.HGetAll(ctx, k) }, func(cmd redis.Cmder) error {
+			fields, err := cmd.(*redis.MapStringStringCmd).Result()
 			if err != nil {
-				return fmt.Errorf("read %s: %w", k, err)
+				return err
 			}
 			for _, v := range fields {
 				if b, ok := decodeBindingValue(v, nowMS); ok && b.Live(now) {
-					snap.Bindings = append(snap.Bindings, b)
+					part.Bindings = append(part.Bindings, b)
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 		keys, err = scanKeys(ctx, c, r.prefix+keyDialogs+"*")
 		if err != nil {
 			return err
 		}
-		for _, k := range keys {
-			v, err := c.Get(ctx, k).Result()
+		err = batched(ctx, c, keys, func(p redis.Pipeliner, k string) { p.Get(ctx, k) }, func(cmd redis.Cmder) error {
+			v, err := cmd.(*redis.StringCmd).Result()
 			if errors.Is(err, redis.Nil) {
-				continue // expired since the scan
+				return nil // expired since the scan
 			}
 			if err != nil {
-				return fmt.Errorf("read %s: %w", k, err)
+				return err
 			}
 			var d Dialog
 			if json.Unmarshal([]byte(v), &d) == nil && d.Live(now) {
-				snap.Dialogs = append(snap.Dialogs, d)
+				part.Dialogs = append(part.Dialogs, d)
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
+		mu.Lock()
+		snap.Bindings = append(snap.Bindings, part.Bindings...)
+		snap.Dialogs = append(snap.Dialogs, part.Dialogs...)
+		mu.Unlock()
 		return nil
 	})
 	return snap, err
+}
+
+// loadBatch is how many reads one pipeline of loadAll carries.
+const loadBatch = 500
+
+// batched queues one read per key in pipelines of loadBatch and hands
+// each result to read.
+func batched(ctx context.Context, c redis.Cmdable, keys []string, queue func(redis.Pipeliner, string), read func(redis.Cmder) error) error {
+	for start := 0; start < len(keys); start += loadBatch {
+		p := c.Pipeline()
+		for _, k := range keys[start:min(start+loadBatch, len(keys))] {
+			queue(p, k)
+		}
+		cmds, err := p.Exec(ctx)
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return fmt.Errorf("read %d keys: %w", len(cmds), err)
+		}
+		for _, cmd := range cmds {
+			if err := read(cmd); err != nil {
+				return fmt.Errorf("read %v: %w", cmd.Args(), err)
+			}
+		}
+	}
+	return nil
 }
 
 // forEachNode runs fn on every master of a Cluster, or on the one server.

@@ -29,16 +29,39 @@ func RedisAddr(t testing.TB) string {
 
 // RedisServer is a redis-server process the test started.
 type RedisServer struct {
-	Addr string
-	t    testing.TB
-	cmd  *exec.Cmd
-	out  *bytes.Buffer
+	Addr  string
+	t     testing.TB
+	cmd   *exec.Cmd
+	out   *bytes.Buffer
+	dir   string   // working directory (cluster nodes write nodes.conf there)
+	extra []string // further arguments
+	// sentinelConf, when set, runs redis-server --sentinel on this file.
+	sentinelConf string
 }
 
 // StartRedis starts redis-server from PATH on a free loopback port, without
 // persistence, and stops it when the test ends. Without redis-server the
 // test fails under CI and is skipped elsewhere.
-func StartRedis(t testing.TB) *RedisServer {
+func StartRedis(t testing.TB, args ...string) *RedisServer {
+	t.Helper()
+	needRedis(t)
+	s := &RedisServer{Addr: freeAddr(t), t: t, dir: t.TempDir(), extra: args}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// needRedis fails (under CI) or skips the test without redis-server.
+func needRedis(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		msg := "redis-server is not installed (apt-get install redis-server) and " + EnvRedis + " is not set"
@@ -47,16 +70,61 @@ func StartRedis(t testing.TB) *RedisServer {
 		}
 		t.Skip(msg)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+}
+
+// StartCluster starts a Redis Cluster of n masters (no replicas) on free
+// loopback ports and returns their addresses once every slot is served.
+// It needs redis-cli (Debian's redis-tools, installed with redis-server).
+func StartCluster(t testing.TB, n int) []string {
+	t.Helper()
+	needRedis(t)
+	addrs := make([]string, n)
+	for i := range addrs {
+		s := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs[i] = s.Addr
 	}
-	addr := l.Addr().String()
-	l.Close()
-	s := &RedisServer{Addr: addr, t: t}
+	args := append([]string{"--cluster", "create"}, addrs...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; i < 1500 && time.Now().Before(deadline); i++ {
+		ok := true
+		for _, a := range addrs {
+			host, port, _ := net.SplitHostPort(a)
+			out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
+			ok = ok && bytes.Contains(out, []byte("cluster_state:ok"))
+		}
+		if ok {
+			return addrs
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("cluster %v did not reach cluster_state:ok", addrs)
+	return nil
+}
+
+// StartSentinel starts a Sentinel (redis-server --sentinel) monitoring the
+// master at masterAddr under the name master, and returns its address.
+func StartSentinel(t testing.TB, master, masterAddr string) string {
+	t.Helper()
+	needRedis(t)
+	host, port, _ := net.SplitHostPort(masterAddr)
+	dir := t.TempDir()
+	conf := dir + "/sentinel.conf"
+	addr := freeAddr(t)
+	_, sport, _ := net.SplitHostPort(addr)
+	text := "port " + sport + "\nbind 127.0.0.1\ndaemonize no\n" +
+		"sentinel monitor " + master + " " + host + " " + port + " 1\n" +
+		"sentinel down-after-milliseconds " + master + " 2000\n"
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &RedisServer{Addr: addr, t: t, dir: dir, sentinelConf: conf}
 	s.Start()
 	t.Cleanup(s.Stop)
-	return s
+	return addr
 }
 
 // Start (re)starts the server on its address and waits until it accepts
@@ -65,8 +133,13 @@ func (s *RedisServer) Start() {
 	s.t.Helper()
 	_, port, _ := net.SplitHostPort(s.Addr)
 	s.out = new(bytes.Buffer)
-	s.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no")
+	args := append([]string{"--port", port, "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no"}, s.extra...)
+	if s.sentinelConf != "" {
+		args = []string{s.sentinelConf, "--sentinel"}
+	}
+	s.cmd = exec.Command("redis-server", args...)
+	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
