@@ -2,6 +2,7 @@ package registrar
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -14,9 +15,14 @@ import (
 )
 
 // visibilityBound: a REGISTER at one instance is seen by another's Lookup
-// within this (issue 10). A correctness bound with a bounded wait, not a
-// benchmark; the measured figure is logged.
-const visibilityBound = 100 * time.Millisecond
+// within this (issue 10). A correctness bound, not a benchmark: each wait
+// is bounded by visibilityWait (a loaded CI machine under -race can stall
+// any one), the median of the measured figures must be within the bound,
+// and they are logged.
+const (
+	visibilityBound = 100 * time.Millisecond
+	visibilityWait  = 2 * time.Second
+)
 
 func waitFor(limit time.Duration, cond func() bool) (time.Duration, bool) {
 	start := time.Now()
@@ -185,12 +191,31 @@ func TestRedisTwoRegistrars(t *testing.T) {
 	a, ga := newStoreRegistrar(t, openRedis(t, addr, prefix, state.Options{}), nil, "a")
 	b, gb := newStoreRegistrar(t, openRedis(t, addr, prefix, state.Options{}), nil, "b")
 
-	mustRegister(t, a, register(t, "call-1", 1, "Contact: <sip:alice@192.0.2.10:50612;transport=tcp>;expires=3600"), tcpFlow)
-	took, ok := waitFor(visibilityBound, func() bool { return len(b.Lookup(alice)) == 1 })
-	if !ok {
-		t.Fatalf("REGISTER at a not in b's Lookup after %v", took)
+	// Five REGISTERs at a, each adding a contact, each waited for at b.
+	var took []time.Duration
+	for i := 1; i <= 5; i++ {
+		contact := fmt.Sprintf("Contact: <sip:alice@192.0.2.%d>;expires=3600", 100+i)
+		mustRegister(t, a, register(t, fmt.Sprintf("call-x%d", i), 1, contact), udpFlow)
+		d, ok := waitFor(visibilityWait, func() bool { return len(b.Lookup(alice)) == i })
+		if !ok {
+			t.Fatalf("REGISTER %d at a not in b's Lookup after %v", i, d)
+		}
+		took = append(took, d)
 	}
-	t.Logf("REGISTER at a seen by b's Lookup after %v (bound %v)", took, visibilityBound)
+	slices.Sort(took)
+	t.Logf("REGISTER at a seen by b's Lookup: median %v, worst %v of %d (bound %v)", took[2], took[4], len(took), visibilityBound)
+	if took[2] > visibilityBound {
+		t.Errorf("median visibility %v exceeds %v", took[2], visibilityBound)
+	}
+	mustRegister(t, a, register(t, "call-x9", 2, "Contact: *", "Expires: 0"), udpFlow)
+	if _, ok := waitFor(visibilityWait, func() bool { return len(b.Lookup(alice)) == 0 }); !ok {
+		t.Fatal("unregister at a not seen at b")
+	}
+
+	mustRegister(t, a, register(t, "call-1", 1, "Contact: <sip:alice@192.0.2.10:50612;transport=tcp>;expires=3600"), tcpFlow)
+	if d, ok := waitFor(visibilityWait, func() bool { return len(b.Lookup(alice)) == 1 }); !ok {
+		t.Fatalf("REGISTER at a not in b's Lookup after %v", d)
+	}
 	got := b.Lookup(alice)[0]
 	if got.Instance != "a" || got.InstanceAddr != "a.test:5060;tcp" || got.Flow != tcpFlow || got.Contact.Host != "192.0.2.10" {
 		t.Fatalf("b sees %+v", got)
@@ -205,7 +230,7 @@ func TestRedisTwoRegistrars(t *testing.T) {
 		t.Fatalf("stale CSeq at b: %d", stale.StatusCode)
 	}
 	mustRegister(t, b, register(t, "call-1", 2, "Contact: <sip:alice@192.0.2.10:50612;transport=tcp>;expires=1800"), tcpFlow)
-	if _, ok := waitFor(visibilityBound, func() bool {
+	if _, ok := waitFor(visibilityWait, func() bool {
 		bs := a.Lookup(alice)
 		return len(bs) == 1 && bs[0].CSeq == 2 && bs[0].Instance == "b"
 	}); !ok {
@@ -213,7 +238,7 @@ func TestRedisTwoRegistrars(t *testing.T) {
 	}
 	// Unregister at a: gone at b.
 	mustRegister(t, a, register(t, "call-1", 3, "Contact: *", "Expires: 0"), tcpFlow)
-	if took, ok := waitFor(visibilityBound, func() bool { return len(b.Lookup(alice)) == 0 }); !ok {
+	if took, ok := waitFor(visibilityWait, func() bool { return len(b.Lookup(alice)) == 0 }); !ok {
 		t.Fatalf("unregister at a still in b's Lookup after %v", took)
 	}
 	if gb.Value() != 0 {
@@ -236,7 +261,7 @@ func TestRedisBindingExpiresAtBoth(t *testing.T) {
 	}
 	a, b := open("a"), open("b")
 	mustRegister(t, a, register(t, "call-1", 1, "Contact: <sip:alice@192.0.2.10>;expires=1"), udpFlow)
-	if _, ok := waitFor(visibilityBound, func() bool { return len(b.Lookup(alice)) == 1 }); !ok {
+	if _, ok := waitFor(visibilityWait, func() bool { return len(b.Lookup(alice)) == 1 }); !ok {
 		t.Fatal("not seen at b")
 	}
 	if _, ok := waitFor(5*time.Second, func() bool { return len(a.Lookup(alice))+len(b.Lookup(alice)) == 0 }); !ok {
