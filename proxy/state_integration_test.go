@@ -6,6 +6,10 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sipproxy/sipproxy/proxy/state/statetest"
 )
 
 // A caller the proxy cannot identify (a digest-only phone: its BYE carries
@@ -70,5 +74,51 @@ func TestRestartRelaysUnidentifiedBYE(t *testing.T) {
 				t.Errorf("BYE answered %v, want UM's 200", r)
 			}
 		})
+	}
+}
+
+// Two proxies sharing Redis: a REGISTER at one is in the other's Lookup
+// (no round trip: its memdb is kept current by the store's feed), and a
+// call placed at the other reaches the phone at its Contact.
+func TestPoolSharesRegistrations(t *testing.T) {
+	addr := statetest.RedisAddr(t)
+	st := fmt.Sprintf("state: {backend: redis, addrs: [%q], prefix: %q}\n", addr, "sipproxy-test:pool:"+time.Now().Format("150405.000000")+":")
+	a := startProxy(t, proxyOpts{state: st})
+	b := startProxy(t, proxyOpts{state: st})
+	for name, px := range map[string]*testProxy{"a": a, "b": b} {
+		if up := testutil.ToFloat64(px.m.StateBackendUp); up != 1 {
+			t.Fatalf("%s: sipproxy_state_backend_up = %v", name, up)
+		}
+	}
+
+	alice := newPhone(t, a, "alice", "udp", phoneOpts{listen: true})
+	alice.mustRegister(t)
+	start := time.Now()
+	var seen bool
+	for i := 0; i < 2000 && time.Since(start) < 2*time.Second; i++ {
+		if bs := b.Registrar().Lookup("alice@contoso.com"); len(bs) == 1 {
+			seen = true
+			if bs[0].InstanceAddr == "" || bs[0].Flow.Transport != "udp" {
+				t.Errorf("binding at b: %+v", bs[0])
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !seen {
+		t.Fatal("alice's REGISTER at a is not in b's Lookup")
+	}
+	t.Logf("REGISTER through a seen by b's Lookup after %v", time.Since(start))
+
+	bob := newPhone(t, b, "bob", "udp", phoneOpts{listen: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, err := bob.call(ctx, uri("alice"))
+	if err != nil {
+		t.Fatalf("bob at b calling alice registered at a: %v", err)
+	}
+	defer dlg.Close()
+	if dlg.InviteResponse == nil || dlg.InviteResponse.StatusCode != 200 {
+		t.Fatalf("call answered %v", dlg.InviteResponse)
 	}
 }
