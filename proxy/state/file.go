@@ -15,9 +15,9 @@ import (
 )
 
 // Buckets of the state file.
-var (
-	bucketBindings = []byte("bindings") // AOR NUL key -> JSON Binding
-	bucketDialogs  = []byte("dialogs")  // Call-ID -> JSON Dialog
+const (
+	bucketBindings = "bindings" // AOR NUL key -> JSON Binding
+	bucketDialogs  = "dialogs"  // Call-ID -> JSON Dialog
 )
 
 // File is the file backend: the in-memory store written through to a bbolt
@@ -132,7 +132,7 @@ func openBolt(path string, now time.Time) (db *bolt.DB, snap Snapshot, dropped i
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
 		var stale [][]byte
-		bb, err := tx.CreateBucketIfNotExists(bucketBindings)
+		bb, err := tx.CreateBucketIfNotExists([]byte(bucketBindings))
 		if err != nil {
 			return err
 		}
@@ -157,7 +157,7 @@ func openBolt(path string, now time.Time) (db *bolt.DB, snap Snapshot, dropped i
 			}
 		}
 		stale = stale[:0]
-		db, err := tx.CreateBucketIfNotExists(bucketDialogs)
+		db, err := tx.CreateBucketIfNotExists([]byte(bucketDialogs))
 		if err != nil {
 			return err
 		}
@@ -197,7 +197,7 @@ func (f *File) WriteBindings(ctx context.Context, c BindingChange) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBindings)
+		b := tx.Bucket([]byte(bucketBindings))
 		for _, key := range c.Delete {
 			if err := b.Delete(bindingKey(c.AOR, key)); err != nil {
 				return err
@@ -229,7 +229,7 @@ func (f *File) PutDialog(ctx context.Context, d Dialog) error {
 	if err != nil {
 		return fmt.Errorf("state file: encode dialog %s: %w", d.CallID, err)
 	}
-	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDialogs).Put([]byte(d.CallID), v) }); err != nil {
+	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketDialogs)).Put([]byte(d.CallID), v) }); err != nil {
 		return fmt.Errorf("state file: write dialog %s: %w", d.CallID, err)
 	}
 	return f.cache.PutDialog(ctx, d)
@@ -239,7 +239,7 @@ func (f *File) PutDialog(ctx context.Context, d Dialog) error {
 func (f *File) DeleteDialog(ctx context.Context, callID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket(bucketDialogs).Delete([]byte(callID)) }); err != nil {
+	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketDialogs)).Delete([]byte(callID)) }); err != nil {
 		return fmt.Errorf("state file: delete dialog %s: %w", callID, err)
 	}
 	return f.cache.DeleteDialog(ctx, callID)
@@ -276,7 +276,7 @@ func (f *File) Sweep(_ context.Context, now time.Time) (int, error) {
 		return 0, nil
 	}
 	err := f.update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketBindings)
+		b := tx.Bucket([]byte(bucketBindings))
 		for _, c := range gone.bindings {
 			for _, key := range c.Delete {
 				if err := b.Delete(bindingKey(c.AOR, key)); err != nil {
@@ -284,7 +284,7 @@ func (f *File) Sweep(_ context.Context, now time.Time) (int, error) {
 				}
 			}
 		}
-		d := tx.Bucket(bucketDialogs)
+		d := tx.Bucket([]byte(bucketDialogs))
 		for _, id := range gone.dialogs {
 			if err := d.Delete([]byte(id)); err != nil {
 				return err
