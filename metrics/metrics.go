@@ -35,6 +35,8 @@ type Metrics struct {
 	UpstreamFailovers *prometheus.CounterVec // target, reason
 	Redirects         *prometheus.CounterVec // outcome
 	Malformed         *prometheus.CounterVec // transport, reason
+	StateBackendUp    prometheus.Gauge       // 1 while the state backend takes writes
+	StateFileCorrupt  prometheus.Gauge       // 1 when this process found its state file unreadable and started empty
 }
 
 // New creates the collectors and registers them, with the Go and process
@@ -111,6 +113,14 @@ func New() *Metrics {
 			Namespace: namespace, Name: "malformed_total",
 			Help: "SIP messages that could not be parsed, by ingress transport and what was wrong (a fixed set: start_line, via, from, to, call_id, cseq, contact, max_forwards, content_length, route, header, line_break, framing, too_large).",
 		}, []string{"transport", "reason"}),
+		StateBackendUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "state_backend_up",
+			Help: "1 while the state backend (file or Redis) takes writes; 0 while it does not (REGISTER is answered 503, calls are served from memory).",
+		}),
+		StateFileCorrupt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "state_file_corrupt",
+			Help: "1 when the state file could not be read at start: it was renamed aside and this process started with empty state.",
+		}),
 	}
 	m.Registry.MustRegister(
 		collectors.NewGoCollector(),
@@ -119,6 +129,7 @@ func New() *Metrics {
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,
 		m.RulesReloads, m.RulesLastReload, m.RequestDuration, m.Throttled, m.Malformed,
 		m.UpstreamUp, m.UpstreamFailovers, m.Redirects,
+		m.StateBackendUp, m.StateFileCorrupt,
 	)
 	// Pre-create the fixed-label series so dashboards and alerts see zeros
 	// instead of absent series before the first event.

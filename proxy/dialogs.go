@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/proxy/router"
+	"github.com/sipproxy/sipproxy/proxy/state"
 )
 
 // dialogs remembers, by Call-ID, the calls set up through us with our
@@ -39,6 +40,12 @@ type dialogs struct {
 	maxAge time.Duration
 	gauge  interface{ Set(float64) }
 	nconf  int // confirmed entries, for the gauge and the drain
+
+	// The state store, when attached (dialogstore.go): confirmed dialogs
+	// are written there and loaded back at start.
+	store    state.Store
+	instance string
+	writer   *dialogWriter
 }
 
 type dialog struct {
@@ -140,6 +147,7 @@ func (d *dialogs) answered(callID string, res *sip.Response, ours func(sip.Uri) 
 		}
 		e.confirmed = append(e.confirmed, tag)
 		d.gauge.Set(float64(d.nconf))
+		d.save(callID, e)
 	}
 }
 
@@ -183,6 +191,7 @@ func (d *dialogs) refreshed(callID string, addr netip.Addr, m headed, identified
 		}
 		p.learnAddr(addr)
 		p.learnContact(m)
+		d.save(callID, e)
 		return
 	}
 	if e.caller.has(addr) {
@@ -191,6 +200,7 @@ func (d *dialogs) refreshed(callID string, addr netip.Addr, m headed, identified
 	if e.callee.has(addr) {
 		e.callee.learnContact(m)
 	}
+	d.save(callID, e)
 }
 
 // touch notes that a dialog is in use (an identified sender's in-dialog
@@ -227,6 +237,9 @@ func (d *dialogs) closed(callID string, bye *sip.Request) {
 		}
 		d.nconf--
 		d.gauge.Set(float64(d.nconf))
+		d.forget(callID)
+	} else {
+		d.save(callID, e)
 	}
 }
 
@@ -238,7 +251,11 @@ func (d *dialogs) allows(callID string, from netip.Addr, next sip.Uri) bool {
 	defer d.mu.Unlock()
 	e, ok := d.m[callID]
 	if !ok {
-		return false
+		// A call this table does not hold: set up before a restart, or
+		// through another instance of the pool.
+		if e, ok = d.stored(callID); !ok {
+			return false
+		}
 	}
 	// On one host (or behind one NAT) both sides share an address; then
 	// either side's hops will do.
@@ -260,6 +277,7 @@ func (d *dialogs) active() int {
 			delete(d.m, id)
 			if confirmed {
 				d.nconf--
+				d.forget(id)
 			}
 		}
 	}

@@ -138,6 +138,8 @@ type proxyOpts struct {
 	probe         string       // voicemail.probe_interval; default 0s (off: tests count what reaches UM)
 	serverExtra   string       // extra keys under server:, indented two spaces
 	logger        *slog.Logger // the proxy's logger (default: testLogger)
+	state         string       // a whole state: block
+	tcpPort       int          // fixed TCP port (0: any)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
@@ -164,6 +166,10 @@ func startProxy(t testing.TB, o proxyOpts) *testProxy {
 		"{{VOICEMAILKEY}}", vmKey, "{{VOICEMAIL}}", vm, "{{PROBE}}", o.probe, "{{SERVEREXTRA}}", o.serverExtra, "{{ROUTES}}", o.routes, "{{PEERS}}", o.peers,
 		"{{TIMERC}}", o.timerC, "{{AUTHEXTRA}}", o.authExtra, "{{UDPPORT}}", fmt.Sprint(o.udpPort), "{{LIMITS}}", o.limits,
 	).Replace(baseConfig)
+	yml += o.state
+	if o.tcpPort != 0 {
+		yml = strings.Replace(yml, `{transport: tcp, addr: "127.0.0.1:0"}`, fmt.Sprintf(`{transport: tcp, addr: "127.0.0.1:%d"}`, o.tcpPort), 1)
+	}
 	if o.rulesYAML != "" {
 		rp := filepath.Join(p.dir, "rules.yaml")
 		if err := os.WriteFile(rp, []byte(o.rulesYAML), 0o600); err != nil {

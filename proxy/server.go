@@ -29,6 +29,7 @@ import (
 	"github.com/sipproxy/sipproxy/proxy/limits"
 	"github.com/sipproxy/sipproxy/proxy/registrar"
 	"github.com/sipproxy/sipproxy/proxy/router"
+	"github.com/sipproxy/sipproxy/proxy/state"
 	"github.com/sipproxy/sipproxy/proxy/upstream"
 	"github.com/sipproxy/sipproxy/rules"
 )
@@ -69,9 +70,13 @@ type Server struct {
 	resolver *resolve.Resolver
 	vmPool   *upstream.Pool // nil without voicemail
 	tlsNames tlsNames
-	reg      *registrar.Registrar
-	digest   *auth.Digest
-	peers    *auth.Peers
+	// Bindings and dialogs beyond this process (statestore.go).
+	state    state.Store
+	instance string // this instance's name in the state store
+
+	reg    *registrar.Registrar
+	digest *auth.Digest
+	peers  *auth.Peers
 
 	certs     *peerCerts
 	malformed *malformedReporter // what does not parse: counted, summarised
@@ -177,7 +182,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 
-	reg, err := registrar.New(registrar.Options{Active: s.m.RegistrationsActive})
+	st, err := s.openState()
+	if err != nil {
+		return nil, err
+	}
+	s.state = st
+	reg, err := registrar.New(registrar.Options{Active: s.m.RegistrationsActive,
+		Store: s.state, Instance: s.instance, Advertise: s.advertisedOn, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -571,5 +582,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.cancel()
 	}
 	s.ua.Close()
+	s.closeState()
 	return err
 }

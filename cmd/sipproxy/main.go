@@ -28,6 +28,7 @@ import (
 	"github.com/sipproxy/sipproxy/internal/config"
 	"github.com/sipproxy/sipproxy/metrics"
 	"github.com/sipproxy/sipproxy/proxy"
+	"github.com/sipproxy/sipproxy/proxy/state"
 	"github.com/sipproxy/sipproxy/rules"
 )
 
@@ -157,6 +158,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		ruleWarnings = rules.OutsideDomains(cfg.Forwarding.RulesFile, rs, cfg.Server.Domains)
+	}
+	// The state backend is probed without changing anything: the file's
+	// directory must be writable, Redis must answer PING.
+	if err := state.Check(context.Background(), cfg.State); err != nil {
+		fmt.Fprintf(stderr, "%s:%d: %v\n", *path, cfg.State.Line, err)
+		return 1
 	}
 	for _, w := range cfg.Warnings() {
 		fmt.Fprintf(stderr, "warning: %s\n", w.Error())

@@ -25,6 +25,7 @@ type Config struct {
 	Metrics    Metrics    `yaml:"metrics"`
 	Log        Log        `yaml:"log"`
 	Limits     Limits     `yaml:"limits"`
+	State      State      `yaml:"state"`
 
 	// source names the configuration in errors and warnings
 	// ("embedded:default.yaml" for the embedded default).
@@ -188,6 +189,50 @@ type Limits struct {
 	AuthBlock         Duration `yaml:"auth_block"`          // default 15m
 	// Open TCP/TLS connections per source. 0 disables.
 	ConnectionsPerSource int `yaml:"connections_per_source"` // default 64
+}
+
+// State is where registrations and dialogs outlive the process.
+type State struct {
+	// Backend is memory (the default: state ends with the process), file
+	// (an embedded bbolt file at Path) or redis (shared by a pool).
+	Backend string `yaml:"backend"`
+	// Path is the state file (file); resolved against the config file's
+	// directory by Load.
+	Path string `yaml:"path"`
+
+	// Redis: Addrs are host:port of the server, of the Sentinels (with
+	// SentinelMaster) or of Cluster seed nodes (with Cluster).
+	Addrs          []string `yaml:"addrs"`
+	Username       string   `yaml:"username"`
+	Password       string   `yaml:"password"`
+	DB             int      `yaml:"db"`
+	TLS            StateTLS `yaml:"tls"`
+	SentinelMaster string   `yaml:"sentinel_master"`
+	Cluster        bool     `yaml:"cluster"`
+	// Prefix starts every Redis key and the channel (default "sipproxy:").
+	Prefix string `yaml:"prefix"`
+
+	// Timeout bounds one backend operation (default 1s): a REGISTER the
+	// backend does not take in time is answered 503.
+	Timeout Duration `yaml:"timeout"`
+	// Instance names this proxy in the records it writes (default: the
+	// host name).
+	Instance string `yaml:"instance"`
+
+	Line int `yaml:"-"` // line of the state mapping
+}
+
+// StateTLS is TLS towards Redis; set (any key, or an empty mapping) means on.
+type StateTLS struct {
+	CA         string `yaml:"ca"`   // PEM bundle trusted for the server; default: system roots
+	Cert       string `yaml:"cert"` // optional client certificate
+	Key        string `yaml:"key"`
+	ServerName string `yaml:"server_name"` // default: the host of each address
+
+	// Enabled: the file has a tls mapping (even an empty one). CA, Cert
+	// and Key are rewritten by Load to resolved paths; Config loads them.
+	Enabled bool `yaml:"-"`
+	Line    int  `yaml:"-"`
 }
 
 // Duration is a time.Duration written as "15s", "2m" in YAML.

@@ -75,6 +75,7 @@ func (v *validator) validate() {
 	v.metrics()
 	v.log()
 	v.limits()
+	v.state()
 }
 
 func (v *validator) server() {

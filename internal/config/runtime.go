@@ -147,3 +147,26 @@ func selfSignedHosts(l Listener, ap netip.AddrPort, advertise string) []string {
 	}
 	return hosts
 }
+
+// Config is the TLS client configuration towards Redis, its CA bundle and
+// client certificate loaded from their files; nil when TLS is off.
+func (t StateTLS) Config() (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	var err error
+	if t.CA != "" {
+		if tc.RootCAs, err = loadPool(t.CA); err != nil {
+			return nil, fmt.Errorf("state.tls.ca: %w", err)
+		}
+	}
+	if t.Cert != "" {
+		pair, err := loadKeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("state.tls: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{*pair}
+	}
+	return tc, nil
+}

@@ -17,14 +17,21 @@
 //	500 Server Internal Error        the caller passed no address of record
 //	503 Too Many Registered Contacts the request would leave more than MaxBindingsPerAOR bindings;
 //	                                 carries Retry-After, the seconds until the AOR's first binding expires
+//	503 Service Unavailable          the state store (Options.Store) did not take the change; Retry-After: 5
 //
 // Nothing is changed by a request answered with anything but 200.
+//
+// With a state store (store.go), every change is written through to it
+// before the 200 is sent, the store's bindings are loaded by New, and the
+// changes other instances make reach the memdb through the store's feed:
+// Lookup never leaves the process.
 package registrar
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strconv"
@@ -35,6 +42,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/sipproxy/sipproxy/internal/aor"
+	"github.com/sipproxy/sipproxy/proxy/state"
 )
 
 // Flow is where a REGISTER came from, so that requests for the binding can
@@ -59,6 +67,11 @@ type Binding struct {
 	CSeq       uint32
 	Flow       Flow
 	Updated    time.Time // when the binding was last written
+	// Instance is the proxy instance the REGISTER came through (it holds
+	// the flow), InstanceAddr its advertised address on the flow's
+	// transport; empty without a state store.
+	Instance     string
+	InstanceAddr string
 }
 
 // Options configure a Registrar. Zero values take the defaults.
@@ -78,6 +91,16 @@ type Options struct {
 	// removed: expired bindings drop out at the next Sweep, or when their
 	// AOR next registers.
 	Active interface{ Set(float64) }
+
+	// Store, if set, is where bindings outlive the process and are shared
+	// with other instances (see store.go). nil: memory only.
+	Store state.Store
+	// Instance names this proxy instance in the bindings it writes, and
+	// Advertise gives its advertised "host:port" on a transport; both are
+	// stored with each binding for the instances that share the store.
+	Instance  string
+	Advertise func(transport string) string
+	Logger    *slog.Logger // nil: slog.Default()
 }
 
 // Defaults for Options.
@@ -104,6 +127,8 @@ type Registrar struct {
 	// transaction at a time, so rows is only read and written between
 	// db.Txn(true) and Commit/Abort, which also orders the gauge updates.
 	rows int
+
+	unsubscribe func() // from the state store's feed; nil without one
 }
 
 // New returns an empty registrar. It fails on inconsistent options.
@@ -153,7 +178,14 @@ func New(o Options) (*Registrar, error) {
 	if o.Active != nil {
 		o.Active.Set(0)
 	}
-	return &Registrar{opts: o, db: db}, nil
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	r := &Registrar{opts: o, db: db}
+	if o.Store != nil {
+		r.attach()
+	}
+	return r, nil
 }
 
 // Register applies a REGISTER for the address of record aor (normally
@@ -187,12 +219,18 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 
 	txn := r.db.Txn(true)
 	defer txn.Abort() // no-op once committed
-	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now)
+	change := &state.BindingChange{AOR: key}
+	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, change)
 	if err != nil {
 		var rej *rejection
 		if !errors.As(err, &rej) {
 			rej = &rejection{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
 		}
+		return r.reject(req, rej)
+	}
+	// Write through before answering; memdb commits cannot fail, so the
+	// store and memory agree whichever way this goes.
+	if rej := r.writeThrough(change); rej != nil {
 		return r.reject(req, rej)
 	}
 	r.commitCount(delta)
@@ -204,9 +242,10 @@ func (rej *rejection) Error() string { return strconv.Itoa(rej.code) + " " + rej
 
 // apply performs RFC 3261 10.3 steps 6 and 7 for one REGISTER inside txn
 // and returns the AOR's bindings as they will be once txn commits, and by
-// how much the number of stored bindings changes. An error (a *rejection,
+// how much the number of stored bindings changes; change collects the
+// rows written and removed, for the state store. An error (a *rejection,
 // or a state store failure) means txn must be aborted.
-func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts, callID string, cseq uint32, flow Flow, now time.Time) ([]*bindingRow, int, error) {
+func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts, callID string, cseq uint32, flow Flow, now time.Time, change *state.BindingChange) ([]*bindingRow, int, error) {
 	nowNano := now.UnixNano()
 	existing, err := rowsOf(txn, key)
 	if err != nil {
@@ -225,6 +264,7 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 		if err := txn.Delete(tableBindings, b); err != nil {
 			return nil, 0, fmt.Errorf("delete expired binding: %w", err)
 		}
+		change.Delete = append(change.Delete, b.Key)
 		removed++
 	}
 	added := 0
@@ -239,6 +279,7 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 			if err := txn.Delete(tableBindings, b); err != nil {
 				return nil, 0, fmt.Errorf("delete binding: %w", err)
 			}
+			change.Delete = append(change.Delete, b.Key)
 			removed++
 		}
 		return nil, -removed, nil
@@ -278,6 +319,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 				CSeq:       cseq,
 				Flow:       flow,
 				Updated:    now,
+
+				Instance:     r.opts.Instance,
+				InstanceAddr: r.advertised(flow.Transport),
 			},
 			Key:       c.key,
 			ExpiresAt: expires.UnixNano(),
@@ -286,8 +330,23 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 		if err := txn.Insert(tableBindings, row); err != nil {
 			return nil, 0, fmt.Errorf("insert binding: %w", err)
 		}
+
 		if old == nil {
 			added++
+		}
+	}
+
+	// What the store must hold of each contact named: its final row, or
+	// nothing (a contact may be listed twice with different expiries).
+	for ck := range written {
+		raw, err := txn.First(tableBindings, indexID, key, ck)
+		if err != nil {
+			return nil, 0, fmt.Errorf("look up binding: %w", err)
+		}
+		if row, ok := raw.(*bindingRow); ok {
+			change.Put = append(change.Put, row.toState())
+		} else {
+			change.Delete = append(change.Delete, ck)
 		}
 	}
 
@@ -419,9 +478,11 @@ func (r *Registrar) Count() int {
 }
 
 // Sweep deletes every expired binding in one transaction, updates the
-// gauge and returns how many it removed.
+// gauge and returns how many it removed. The state store drops them too.
 func (r *Registrar) Sweep() int {
-	nowNano := r.opts.Now().UnixNano()
+	now := r.opts.Now()
+	r.sweepStore(now)
+	nowNano := now.UnixNano()
 	txn := r.db.Txn(true)
 	defer txn.Abort()
 	it, err := txn.LowerBound(tableBindings, indexExpires, int64(math.MinInt64))

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/sipproxy/sipproxy/proxy/state"
+)
+
+// Dialog records in the state store: a confirmed call is written when it
+// is answered, when a target refresh passes and when a fork of it ends,
+// and removed when it is over; at start the records are loaded back, so
+// that a restarted instance still relays the BYE of a caller it cannot
+// identify (a digest-only phone). An in-dialog request whose Call-ID is
+// not in memory is also checked against the store (a record another
+// instance of a pool wrote, read from the local cache).
+//
+// Writes go through one goroutine in the order the table changed, so the
+// SIP path never waits for the backend; a full queue drops the write
+// (logged): the call still works on this instance.
+
+// dialogQueue bounds the writes waiting for the backend.
+const dialogQueue = 4096
+
+// dialogOp is one write: a record to put, or a Call-ID to delete.
+type dialogOp struct {
+	put *state.Dialog
+	del string
+}
+
+// dialogWriter writes dialog records to the store in order.
+type dialogWriter struct {
+	store state.Store
+	log   *slog.Logger
+	ops   chan dialogOp
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+// attach loads the store's dialog records (all of them, or this
+// instance's for a store shared by a pool) and starts writing changes to
+// the store. Called once, before the proxy serves.
+func (d *dialogs) attach(st state.Store, instance string, log *slog.Logger) {
+	now := time.Now()
+	d.mu.Lock()
+	for _, rec := range st.Load().Dialogs {
+		if st.Shared() && rec.Instance != instance {
+			continue
+		}
+		if _, ok := d.m[rec.CallID]; ok || len(rec.Confirmed) == 0 || !rec.Live(now) {
+			continue
+		}
+		d.m[rec.CallID] = dialogFromRecord(rec)
+		d.nconf++
+	}
+	d.gauge.Set(float64(d.nconf))
+	d.store, d.instance = st, instance
+	d.writer = &dialogWriter{store: st, log: log, ops: make(chan dialogOp, dialogQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	d.mu.Unlock()
+	go d.writer.run()
+}
+
+// save queues the record of a confirmed dialog; d.mu is held.
+func (d *dialogs) save(callID string, e *dialog) {
+	if d.writer == nil || len(e.confirmed) == 0 {
+		return
+	}
+	rec := e.record(callID, d.maxAge, d.instance)
+	d.writer.enqueue(dialogOp{put: &rec})
+}
+
+// forget queues the removal of a record; d.mu is held.
+func (d *dialogs) forget(callID string) {
+	if d.writer != nil {
+		d.writer.enqueue(dialogOp{del: callID})
+	}
+}
+
+// stored returns the store's record of a dialog this table does not hold.
+func (d *dialogs) stored(callID string) (*dialog, bool) {
+	if d.store == nil {
+		return nil, false
+	}
+	rec, ok := d.store.Dialog(callID)
+	if !ok || len(rec.Confirmed) == 0 {
+		return nil, false
+	}
+	return dialogFromRecord(rec), true
+}
+
+// closeStore writes what is queued and stops the writer.
+func (d *dialogs) closeStore() {
+	d.mu.Lock()
+	w := d.writer
+	d.mu.Unlock()
+	if w != nil {
+		w.close()
+	}
+}
+
+func (w *dialogWriter) enqueue(op dialogOp) {
+	select {
+	case w.ops <- op:
+	default:
+		w.log.Warn("state: dialog write queue full; record not written", "call_id", op.callID())
+	}
+}
+
+func (op dialogOp) callID() string {
+	if op.put != nil {
+		return op.put.CallID
+	}
+	return op.del
+}
+
+func (w *dialogWriter) run() {
+	defer close(w.done)
+	for {
+		select {
+		case op := <-w.ops:
+			w.write(op)
+		case <-w.stop:
+			for range dialogQueue { // what was queued before the stop
+				select {
+				case op := <-w.ops:
+					w.write(op)
+				default:
+					return
+				}
+			}
+			return
+		}
+	}
+}
+
+func (w *dialogWriter) write(op dialogOp) {
+	ctx := context.Background()
+	var err error
+	if op.put != nil {
+		err = w.store.PutDialog(ctx, *op.put)
+	} else {
+		err = w.store.DeleteDialog(ctx, op.del)
+	}
+	if err != nil {
+		// The store keeps what it could not share (and Redis gets it when
+		// back); this instance's table is unaffected.
+		w.log.Debug("state: dialog record not written", "call_id", op.callID(), "error", err)
+	}
+}
+
+func (w *dialogWriter) close() {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
+}
+
+// record is the stored form of a dialog; d.mu is held.
+func (e *dialog) record(callID string, maxAge time.Duration, instance string) state.Dialog {
+	return state.Dialog{
+		CallID:    callID,
+		CallerTag: e.callerTag,
+		Confirmed: append([]string(nil), e.confirmed...),
+		Caller:    e.caller.record(),
+		Callee:    e.callee.record(),
+		Since:     e.since,
+		Expires:   e.since.Add(maxAge),
+		Instance:  instance,
+	}
+}
+
+func (p *party) record() state.Party {
+	out := state.Party{Tags: append([]string(nil), p.tags...)}
+	for _, a := range p.addrs {
+		out.Addrs = append(out.Addrs, a.String())
+	}
+	for _, h := range p.hops {
+		out.Hops = append(out.Hops, state.Hop{User: h.user, Host: h.host, Port: h.port})
+	}
+	return out
+}
+
+// dialogFromRecord rebuilds a confirmed dialog from its record; addresses
+// that do not parse are left out (they match nobody).
+func dialogFromRecord(rec state.Dialog) *dialog {
+	return &dialog{
+		confirmed: append([]string(nil), rec.Confirmed...),
+		since:     rec.Since,
+		callerTag: rec.CallerTag,
+		caller:    partyFromRecord(rec.Caller),
+		callee:    partyFromRecord(rec.Callee),
+	}
+}
+
+func partyFromRecord(r state.Party) party {
+	var p party
+	for _, s := range r.Addrs {
+		if a, err := netip.ParseAddr(s); err == nil && len(p.addrs) < maxPartyAddrs {
+			p.addrs = append(p.addrs, a)
+		}
+	}
+	for _, t := range r.Tags {
+		if len(p.tags) < maxPartyAddrs {
+			p.tags = append(p.tags, t)
+		}
+	}
+	for _, h := range r.Hops {
+		if len(p.hops) < maxPartyHops {
+			p.hops = append(p.hops, hop{user: h.User, host: h.Host, port: h.Port})
+		}
+	}
+	return p
+}

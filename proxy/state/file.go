@@ -1,0 +1,325 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets of the state file.
+const (
+	bucketBindings = "bindings" // AOR NUL key -> JSON Binding
+	bucketDialogs  = "dialogs"  // Call-ID -> JSON Dialog
+)
+
+// File is the file backend: the in-memory store written through to a bbolt
+// file. A write returns once bbolt has committed (and synced) it.
+type File struct {
+	opts  Options
+	path  string
+	cache *Memory
+
+	mu sync.Mutex // orders writes: the file's order is the cache's
+	db *bolt.DB   // nil when the file could not be opened: memory only
+	up atomic.Bool
+}
+
+var _ Store = (*File)(nil)
+
+// OpenFile opens (or creates) the state file at path and loads its live
+// records; expired ones are dropped from the file. It always returns a
+// usable store. The error, when not nil, is a warning for the operator's
+// eyes (log it loudly):
+//
+//   - the file was unreadable or corrupt: it was renamed aside to
+//     <path>.corrupt-<timestamp> and the store starts empty;
+//   - records that could not be decoded were dropped;
+//   - no file could be used at all (a directory that cannot be written, a
+//     file held by another process): the store keeps state in memory only
+//     and Up reports false.
+func OpenFile(path string, o Options) (*File, error) {
+	o = o.withDefaults()
+	f := &File{opts: o, path: path, cache: NewMemory(Options{Now: o.Now})}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return f.memoryOnly(fmt.Errorf("state file %s: %w", path, err))
+	}
+	db, snap, dropped, err := openBolt(path, o.Now())
+	switch {
+	case err == nil:
+	case errors.Is(err, bolt.ErrTimeout):
+		return f.memoryOnly(fmt.Errorf("state file %s is locked by another process: %w", path, err))
+	default:
+		aside := path + ".corrupt-" + o.Now().UTC().Format("20060102T150405.000Z")
+		if rerr := os.Rename(path, aside); rerr != nil {
+			return f.memoryOnly(&CorruptError{Path: path, Err: fmt.Errorf("%w; renaming it aside failed: %w", err, rerr)})
+		}
+		warn := &CorruptError{Path: path, Aside: aside, Err: err}
+		db, _, _, err = openBolt(path, o.Now())
+		if err != nil {
+			return f.memoryOnly(fmt.Errorf("%w; a new file cannot be created either: %w", warn, err))
+		}
+		f.db = db
+		f.setUp(true)
+		return f, warn
+	}
+	f.db = db
+	if err := f.cache.replace(snap); err != nil {
+		db.Close()
+		f.db = nil
+		return f.memoryOnly(err)
+	}
+	f.setUp(true)
+	if dropped > 0 {
+		return f, fmt.Errorf("state file %s: %d unreadable records dropped", path, dropped)
+	}
+	return f, nil
+}
+
+// CorruptError is OpenFile's warning for a state file it could not read:
+// the proxy starts with empty state.
+type CorruptError struct {
+	Path  string
+	Aside string // where the file was moved; "" if it could not be moved
+	Err   error
+}
+
+func (e *CorruptError) Error() string {
+	if e.Aside == "" {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%v; renamed to %s, starting with empty state", e.Err, e.Aside)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+func (f *File) setUp(up bool) {
+	f.up.Store(up)
+	setUp(f.opts.Up, up)
+}
+
+func (f *File) memoryOnly(warn error) (*File, error) {
+	f.setUp(false)
+	return f, fmt.Errorf("%w; state is kept in memory only and is lost when the proxy stops", warn)
+}
+
+// openBolt opens the bbolt file and reads its live records, deleting the
+// expired and the undecodable ones. A corrupt file can make bbolt panic
+// while reading its pages: that is reported as an error like any other.
+func openBolt(path string, now time.Time) (db *bolt.DB, snap Snapshot, dropped int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
+			db, snap, dropped = nil, Snapshot{}, 0
+			err = fmt.Errorf("state file %s is corrupt: %v", path, r)
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, Snapshot{}, 0, err
+		}
+		return nil, Snapshot{}, 0, fmt.Errorf("state file %s cannot be opened: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		var stale [][]byte
+		bb, err := tx.CreateBucketIfNotExists([]byte(bucketBindings))
+		if err != nil {
+			return err
+		}
+		err = bb.ForEach(func(k, v []byte) error {
+			var b Binding
+			switch err := json.Unmarshal(v, &b); {
+			case err != nil:
+				dropped++
+			case b.Live(now):
+				snap.Bindings = append(snap.Bindings, b)
+				return nil
+			}
+			stale = append(stale, k)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := bb.Delete(k); err != nil {
+				return err
+			}
+		}
+		stale = stale[:0]
+		db, err := tx.CreateBucketIfNotExists([]byte(bucketDialogs))
+		if err != nil {
+			return err
+		}
+		err = db.ForEach(func(k, v []byte) error {
+			var d Dialog
+			switch err := json.Unmarshal(v, &d); {
+			case err != nil:
+				dropped++
+			case d.Live(now):
+				snap.Dialogs = append(snap.Dialogs, d)
+				return nil
+			}
+			stale = append(stale, k)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range stale {
+			if err := db.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, Snapshot{}, 0, fmt.Errorf("state file %s cannot be read: %w", path, err)
+	}
+	return db, snap, dropped, nil
+}
+
+func bindingKey(aor, key string) []byte { return []byte(aor + "\x00" + key) }
+
+// WriteBindings commits c to the file, then to memory.
+func (f *File) WriteBindings(ctx context.Context, c BindingChange) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketBindings))
+		for _, key := range c.Delete {
+			if err := b.Delete(bindingKey(c.AOR, key)); err != nil {
+				return err
+			}
+		}
+		for _, x := range c.Put {
+			x.AOR = c.AOR
+			v, err := json.Marshal(x)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(bindingKey(c.AOR, x.Key), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("state file: write bindings of %s: %w", c.AOR, err)
+	}
+	return f.cache.WriteBindings(ctx, c)
+}
+
+// PutDialog commits d to the file, then to memory.
+func (f *File) PutDialog(ctx context.Context, d Dialog) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, err := json.Marshal(d)
+	if err != nil {
+		return fmt.Errorf("state file: encode dialog %s: %w", d.CallID, err)
+	}
+	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketDialogs)).Put([]byte(d.CallID), v) }); err != nil {
+		return fmt.Errorf("state file: write dialog %s: %w", d.CallID, err)
+	}
+	return f.cache.PutDialog(ctx, d)
+}
+
+// DeleteDialog removes the dialog from the file, then from memory.
+func (f *File) DeleteDialog(ctx context.Context, callID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketDialogs)).Delete([]byte(callID)) }); err != nil {
+		return fmt.Errorf("state file: delete dialog %s: %w", callID, err)
+	}
+	return f.cache.DeleteDialog(ctx, callID)
+}
+
+// update runs fn in a bbolt write transaction; without a file it does
+// nothing (the memory-only fallback: the caller still gets its writes).
+func (f *File) update(fn func(*bolt.Tx) error) error {
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Update(fn)
+	if ok := err == nil; ok != f.up.Load() {
+		f.setUp(ok)
+	}
+	return err
+}
+
+// ListBindings reads memory.
+func (f *File) ListBindings(aor string) []Binding { return f.cache.ListBindings(aor) }
+
+// Dialog reads memory.
+func (f *File) Dialog(callID string) (Dialog, bool) { return f.cache.Dialog(callID) }
+
+// Load reads memory.
+func (f *File) Load() Snapshot { return f.cache.Load() }
+
+// Sweep removes expired records from memory and from the file.
+func (f *File) Sweep(_ context.Context, now time.Time) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gone := f.cache.sweep(now)
+	if gone.count() == 0 {
+		return 0, nil
+	}
+	err := f.update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte(bucketBindings))
+		for _, c := range gone.bindings {
+			for _, key := range c.Delete {
+				if err := b.Delete(bindingKey(c.AOR, key)); err != nil {
+					return err
+				}
+			}
+		}
+		d := tx.Bucket([]byte(bucketDialogs))
+		for _, id := range gone.dialogs {
+			if err := d.Delete([]byte(id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// They are expired: the next load drops them anyway.
+		return gone.count(), fmt.Errorf("state file: delete expired records: %w", err)
+	}
+	return gone.count(), nil
+}
+
+// Subscribe: nobody else writes the file.
+func (f *File) Subscribe(fn func(Event)) func() { return f.cache.Subscribe(fn) }
+
+// Shared: one process holds the file (bbolt locks it).
+func (f *File) Shared() bool { return false }
+
+// Up reports whether the file is in use and its last write succeeded.
+func (f *File) Up() bool { return f.up.Load() }
+
+// Close closes the file.
+func (f *File) Close() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.db == nil {
+		return nil
+	}
+	err := f.db.Close()
+	f.db = nil
+	f.up.Store(false)
+	if err != nil {
+		return fmt.Errorf("state file %s: close: %w", f.path, err)
+	}
+	return nil
+}

@@ -1,0 +1,124 @@
+package proxy_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/sipproxy/sipproxy/proxy/state/statetest"
+)
+
+// A caller the proxy cannot identify (a digest-only phone: its BYE carries
+// no credentials) calls a mailbox; the proxy restarts at the same address.
+// With a state file the restarted proxy still knows the call and relays
+// the caller's BYE; with memory state it refuses it, as before.
+func TestRestartRelaysUnidentifiedBYE(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		state   string // %s: a path in the test's directory
+		relayed bool
+	}{
+		{"memory state forgets the call", "", false},
+		{"file state keeps it", "state: {backend: file, path: %q}\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			um := oxListen(t, "um", "tcp")
+			o := proxyOpts{
+				voicemail: um.uri(),
+				tcpPort:   freePort(t, "tcp"),
+				authExtra: "  secret: restart-test-secret", // Record-Route tokens outlive the process
+			}
+			if tc.state != "" {
+				o.state = fmt.Sprintf(tc.state, filepath.Join(t.TempDir(), "state.db"))
+			}
+			before := startProxy(t, o)
+			um.serve(t, before)
+
+			caller := oxNewUA(t, "caller")
+			c := caller.dial(t, before, "tcp", nil)
+			mailbox := "sip:alice@contoso.com;opaque=app:voicemail"
+			inv := rvRequest(c, "tcp", "INVITE", mailbox, "<sip:ext@fabrikam.com>", "<"+mailbox+">")
+			res := c.do(t, inv)
+			if res.StatusCode != 200 {
+				t.Fatalf("INVITE: %d %s", res.StatusCode, res.Reason)
+			}
+			dlg := rvDialogOf(c, inv, res)
+			if err := c.write(oxAck(inv, res).bytes()); err != nil {
+				t.Fatal(err)
+			}
+			um.wait(t, "ACK", 1)
+
+			// Stop without waiting for the call's BYE (the drain would).
+			ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+			_ = before.Shutdown(ctx)
+			cancel()
+
+			after := startProxy(t, o)
+			c2 := caller.dial(t, after, "tcp", nil)
+			dlg.c = c2
+			r := rvSend(t, c2, dlg.request("BYE", "", 2), 5*time.Second)
+			got := rvAt(um.oxUA, "BYE", inv.value("Call-ID"), time.Second)
+			switch {
+			case tc.relayed && len(got) == 0:
+				t.Fatalf("the restarted proxy did not relay the BYE (answered %v)", r)
+			case !tc.relayed && len(got) != 0:
+				t.Fatalf("the BYE was relayed without state")
+			case !tc.relayed && (r == nil || r.StatusCode != 481):
+				t.Fatalf("BYE without state answered %v, want the proxy's 481", r)
+			}
+			if tc.relayed && (r == nil || r.StatusCode != 200) {
+				t.Errorf("BYE answered %v, want UM's 200", r)
+			}
+		})
+	}
+}
+
+// Two proxies sharing Redis: a REGISTER at one is in the other's Lookup
+// (no round trip: its memdb is kept current by the store's feed), and a
+// call placed at the other reaches the phone at its Contact.
+func TestPoolSharesRegistrations(t *testing.T) {
+	addr := statetest.RedisAddr(t)
+	st := fmt.Sprintf("state: {backend: redis, addrs: [%q], prefix: %q}\n", addr, "sipproxy-test:pool:"+time.Now().Format("150405.000000")+":")
+	a := startProxy(t, proxyOpts{state: st})
+	b := startProxy(t, proxyOpts{state: st})
+	for name, px := range map[string]*testProxy{"a": a, "b": b} {
+		if up := testutil.ToFloat64(px.m.StateBackendUp); up != 1 {
+			t.Fatalf("%s: sipproxy_state_backend_up = %v", name, up)
+		}
+	}
+
+	alice := newPhone(t, a, "alice", "udp", phoneOpts{listen: true})
+	alice.mustRegister(t)
+	start := time.Now()
+	var seen bool
+	for i := 0; i < 2000 && time.Since(start) < 2*time.Second; i++ {
+		if bs := b.Registrar().Lookup("alice@contoso.com"); len(bs) == 1 {
+			seen = true
+			if bs[0].InstanceAddr == "" || bs[0].Flow.Transport != "udp" {
+				t.Errorf("binding at b: %+v", bs[0])
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if !seen {
+		t.Fatal("alice's REGISTER at a is not in b's Lookup")
+	}
+	t.Logf("REGISTER through a seen by b's Lookup after %v", time.Since(start))
+
+	bob := newPhone(t, b, "bob", "udp", phoneOpts{listen: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, err := bob.call(ctx, uri("alice"))
+	if err != nil {
+		t.Fatalf("bob at b calling alice registered at a: %v", err)
+	}
+	defer dlg.Close()
+	if dlg.InviteResponse == nil || dlg.InviteResponse.StatusCode != 200 {
+		t.Fatalf("call answered %v", dlg.InviteResponse)
+	}
+}
