@@ -82,7 +82,19 @@ func (s *Server) bindingTargets(aor string) []Target {
 			continue
 		}
 		if b.Flow.Transport != "" && b.Flow.Source != "" {
-			t.Flow = &Flow{Transport: b.Flow.Transport, Remote: b.Flow.Source}
+			flow := &Flow{Transport: b.Flow.Transport, Remote: b.Flow.Source}
+			if b.Instance != "" && b.Instance != s.instance && b.InstanceAddr != "" {
+				// Another instance of the pool holds the phone's flow: the
+				// call goes through it.
+				host, port, err := net.SplitHostPort(b.InstanceAddr)
+				p, perr := strconv.Atoi(port)
+				if err != nil || perr != nil {
+					continue
+				}
+				t.Host, t.Port, t.Transport, t.Explicit, t.Holder = host, p, b.Flow.Transport, true, flow
+			} else {
+				t.Flow = flow
+			}
 		}
 		out = append(out, t)
 	}
@@ -122,6 +134,16 @@ func (s *Server) prepareOn(out *sip.Request, r *request, t Target, recordRoute b
 		hop = *t.Flow
 	}
 
+	if t.Holder != nil {
+		// The instance holding the client's flow is the next hop: our
+		// Route names it and seals the flow (same auth.secret across the
+		// pool), so that it can deliver over that connection.
+		u := sip.Uri{Scheme: "sip", Host: uriHost(t.Host), Port: t.Port, UriParams: sip.NewParams()}
+		u.UriParams.Add("transport", t.Transport)
+		u.UriParams.Add("lr", "")
+		u.UriParams.Add(flowParam, s.flows.encode(*t.Holder, r.callID))
+		out.PrependHeader(&sip.RouteHeader{Address: u})
+	}
 	if recordRoute {
 		var egress *Flow
 		if t.Flow != nil {

@@ -93,6 +93,17 @@ func (s *Server) route(r *request) Decision {
 		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
 	}
 
+	if egress != nil && egress.Valid() && r.id.Authenticated() {
+		// Another instance of our pool (a peer: same auth.secret, so the
+		// token is ours) sends a new request for a client whose flow we
+		// hold, named by our Route: deliver it over that flow.
+		t, ok := router.TargetOf(req.Recipient, egress.Transport)
+		if !ok {
+			return rejectWith(sip.StatusBadRequest, "Bad Request-URI")
+		}
+		t.Flow = egress
+		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
+	}
 	uri := req.Recipient
 	if req.Method == sip.REGISTER {
 		to := req.To().Address

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,4 +122,75 @@ func TestPoolSharesRegistrations(t *testing.T) {
 	if dlg.InviteResponse == nil || dlg.InviteResponse.StatusCode != 200 {
 		t.Fatalf("call answered %v", dlg.InviteResponse)
 	}
+}
+
+// TestPoolCallsThroughTheHoldingInstance (issue 10, point 2): two instances
+// on one Redis, peers of each other with one auth.secret. Alice's phone
+// registers over TCP at a from a port it does not listen on (a phone
+// behind NAT: only its connection to a reaches it). Bob, at b, calls her:
+// b sends the call to a with a Route naming a and the flow, and a delivers
+// it over alice's connection. Her unREGISTER at a removes the binding at
+// both.
+func TestPoolCallsThroughTheHoldingInstance(t *testing.T) {
+	addr := statetest.RedisAddr(t)
+	prefix := "sipproxy-test:flow:" + time.Now().Format("150405.000000") + ":"
+	st := func(instance string) string {
+		return fmt.Sprintf("state: {backend: redis, addrs: [%q], prefix: %q, instance: %s}\n", addr, prefix, instance)
+	}
+	opts := func(instance string) proxyOpts {
+		return proxyOpts{
+			state:       st(instance),
+			authExtra:   "  secret: one-secret-for-the-pool",
+			peers:       "peers:\n  - {name: pool, sources: [\"127.0.0.1/32\"]}\n",
+			serverExtra: "",
+		}
+	}
+	a := startProxy(t, opts("a"))
+	b := startProxy(t, opts("b"))
+
+	// Phones on 127.0.0.3: not peers.
+	alice := newPhone(t, a, "alice", "tcp", phoneOpts{localIP: "127.0.0.3"})
+	alice.mustRegister(t)
+	waitBinding := func(px *testProxy, want int) {
+		t.Helper()
+		deadline := time.Now().Add(2 * time.Second)
+		for len(px.Registrar().Lookup("alice@contoso.com")) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("alice has %d bindings, want %d", len(px.Registrar().Lookup("alice@contoso.com")), want)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	waitBinding(b, 1)
+	if c := b.Registrar().Lookup("alice@contoso.com")[0].Contact; c.Port != 1 {
+		t.Fatalf("alice's contact %s: the test wants a contact nobody listens on", c.String())
+	}
+
+	bob := newPhone(t, b, "bob", "udp", phoneOpts{listen: true, localIP: "127.0.0.3"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dlg, err := bob.call(ctx, uri("alice"))
+	if err != nil {
+		t.Fatalf("bob at b calling alice, whose connection a holds: %v (%d)", err, statusOf(err))
+	}
+	_ = dlg.Ack(ctx)
+	inv := lastRequest(t, alice)
+	vias := inv.GetHeaders("Via")
+	if len(vias) != 3 {
+		t.Errorf("alice's INVITE has %d Via headers, want 3 (a, b, bob)", len(vias))
+	}
+	aTCP := a.Addr("tcp")
+	if len(vias) > 0 && !strings.Contains(vias[0].Value(), aTCP) {
+		t.Errorf("alice's INVITE came through %s, want a (%s)", vias[0].Value(), aTCP)
+	}
+	if err := dlg.Bye(ctx); err != nil {
+		t.Errorf("BYE: %v", err)
+	}
+
+	// unREGISTER at a: gone at both.
+	if res, err := alice.register(ctx, 0); err != nil || res.StatusCode != 200 {
+		t.Fatalf("unREGISTER: %v %v", res, err)
+	}
+	waitBinding(a, 0)
+	waitBinding(b, 0)
 }

@@ -38,6 +38,12 @@ type Target struct {
 	// Pool names the server pool whose health this target reports to
 	// (PoolVoicemail), "" for none.
 	Pool string
+	// Holder, when set, is the flow of a client whose connection another
+	// instance of the pool holds: the request goes to that instance
+	// (Host, Port, Transport) with a Route naming it and carrying this
+	// flow, and it delivers over its connection (RFC 3327 Path, RFC 5626,
+	// in spirit).
+	Holder *Flow
 }
 
 // PoolVoicemail is the pool of the configured voicemail servers.
