@@ -306,16 +306,17 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 					s.dialogs.refreshed(r.callID, a, res, true, tag)
 				}
 			}
+			// RFC 3261 15.1.1: a BYE ends the dialog with a 2xx, 481 or
+			// 408 (after a 401/407 the same BYE comes again, with
+			// credentials for a hop behind us). Ended before the answer
+			// goes up: the sender may follow it at once.
+			if r.Method == sip.BYE && (res.IsSuccess() || res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout) {
+				s.dialogs.closed(r.callID, r.Request)
+			}
 			if up := s.upstream(r, res); up != nil {
 				s.respond(r, up)
 			}
 			if !res.IsProvisional() {
-				// RFC 3261 15.1.1: a BYE ends the dialog with a 2xx, 481 or
-				// 408; after a 401/407 the same BYE comes again, with
-				// credentials for a hop behind us.
-				if r.Method == sip.BYE && (res.IsSuccess() || res.StatusCode == sip.StatusCallTransactionDoesNotExists || res.StatusCode == sip.StatusRequestTimeout) {
-					s.dialogs.closed(r.callID, r.Request)
-				}
 				return
 			}
 		case <-tx.Done():
