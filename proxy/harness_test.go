@@ -127,11 +127,12 @@ type proxyOpts struct {
 	routes    string // YAML list items under routes:
 	peers     string // a whole peers: block
 	timerC    string
-	rulesYAML string       // forwarding rules document
-	authExtra string       // extra keys under auth:, indented two spaces
-	udpPort   int          // fixed UDP port (0: any)
-	limits    string       // a whole limits: block
-	logger    *slog.Logger // the proxy's logger (default: testLogger)
+	rulesYAML string // forwarding rules document
+	authExtra string // extra keys under auth:, indented two spaces
+	udpPort   int    // fixed UDP port (0: any)
+	limits    string // a whole limits: block
+
+	logger *slog.Logger // the proxy's logger (default: testLogger)
 }
 
 func startProxy(t testing.TB, o proxyOpts) *testProxy {
