@@ -111,7 +111,7 @@ func New() *Metrics {
 		}, []string{"outcome"}),
 		Malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "malformed_total",
-			Help: "SIP messages that could not be parsed, by ingress transport and what was wrong (a fixed set: start_line, via, from, to, call_id, cseq, contact, max_forwards, content_length, route, header, line_break, framing, too_large).",
+			Help: "SIP messages that could not be parsed, by ingress transport (udp, tcp, tls; stream: TCP or TLS, when sipgo does not say which) and what was wrong (start_line, via, from, to, call_id, cseq, contact, max_forwards, content_length, route, header, line_break, framing, too_large).",
 		}, []string{"transport", "reason"}),
 		StateBackendUp: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "state_backend_up",

@@ -120,8 +120,11 @@ func (h *sipgoLog) parseFailure(ctx context.Context, r slog.Record) error {
 		return true
 	})
 	transport := h.transport
-	if h.stream || transport == "" {
+	switch {
+	case h.stream:
 		transport = "stream"
+	case transport == "":
+		transport = "other"
 	}
 	reason := parseFailureReason(err, data)
 	h.shared.malformed.report(malformedEvent{transport: transport, reason: reason, excerpt: excerpt(data)})

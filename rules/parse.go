@@ -222,10 +222,14 @@ func blockProblemLine(data []byte, from int, problem string) int {
 		return from
 	}
 	ends := lineEnds(data)
-	fails := func(line int) bool {
-		var n yaml.Node
-		err := yaml.Unmarshal(data[:ends[line-1]], &n)
-		return err != nil && strings.HasSuffix(err.Error(), ": "+problem)
+	fails := func(line int) bool { // every document of the cut, as document reads them
+		dec := yaml.NewDecoder(bytes.NewReader(data[:ends[line-1]]))
+		for {
+			var n yaml.Node
+			if err := dec.Decode(&n); err != nil {
+				return !errors.Is(err, io.EOF) && strings.HasSuffix(err.Error(), ": "+problem)
+			}
+		}
 	}
 	lo, hi := from, len(ends) // fails(hi): the whole file
 	if lo < 1 || lo > hi {
@@ -238,6 +242,9 @@ func blockProblemLine(data []byte, from int, problem string) int {
 		} else {
 			lo = mid + 1
 		}
+	}
+	if lo == len(ends) && !fails(lo) {
+		return from // not the problem bisection looked for after all
 	}
 	return lo
 }

@@ -437,6 +437,8 @@ func TestYAMLErrorLines(t *testing.T) {
 			`r.yaml:3: found undefined tag handle`},
 		{"duplicate directive", "%YAML 1.1\n%YAML 1.1\n---\nrules: []\n",
 			`r.yaml:2: found duplicate %YAML directive`},
+		{"misindented key in a second document", "rules: []\n---\nrules:\n  - user: sip:a@contoso.com\n    immediate: sip:b@contoso.com\n   busy: x\n",
+			`r.yaml:6: did not find expected '-' indicator`},
 		{"scanner error (already right)", "rules:\n  - user: sip:a@contoso.com\n    busy: : :\n",
 			`r.yaml:3: mapping values are not allowed in this context`},
 		{"unterminated quote (already right)", "rules:\n  - user: sip:a@contoso.com\n    immediate: \"sip:b@contoso.com\n  - user: x\n",
