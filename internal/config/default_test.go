@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -40,6 +41,7 @@ func TestDefault(t *testing.T) {
 		{"record route", c.Server.RecordRoute, true},
 		{"voicemail", c.Voicemail.Targets()[0].String(), "sip:127.0.0.1:5066;transport=tls"},
 		{"insecure tls client", c.Server.TLSClient.InsecureSkipVerify, true},
+		{"no voicemail probes (no UM behind the demo)", c.Voicemail.ProbeInterval.Duration, time.Duration(0)},
 		{"realm", c.Auth.Realm, "contoso.com"},
 		{"users", users, []string{"alice", "bob", "carol", "dave"}},
 		{"alice's password", c.Auth.Users[0].Password, "alice-secret"},
@@ -129,10 +131,10 @@ func TestDefault(t *testing.T) {
 		}
 		want := []string{
 			`embedded:default.yaml:14: server.tls_client.insecure_skip_verify: certificates of TLS next hops (voicemail, routes) are not verified`,
-			`embedded:default.yaml:29: auth.users[0].password: user "alice" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:30: auth.users[1].password: user "bob" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:31: auth.users[2].password: user "carol" has a plain password; prefer ha1 (and ha1_sha256)`,
-			`embedded:default.yaml:32: auth.users[3].password: user "dave" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:30: auth.users[0].password: user "alice" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:31: auth.users[1].password: user "bob" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:32: auth.users[2].password: user "carol" has a plain password; prefer ha1 (and ha1_sha256)`,
+			`embedded:default.yaml:33: auth.users[3].password: user "dave" has a plain password; prefer ha1 (and ha1_sha256)`,
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
