@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/sipproxy/sipproxy/proxy/state"
 	"github.com/sipproxy/sipproxy/proxy/state/statetest"
 )
 
@@ -193,4 +194,81 @@ func TestPoolCallsThroughTheHoldingInstance(t *testing.T) {
 	}
 	waitBinding(a, 0)
 	waitBinding(b, 0)
+}
+
+// TestRedisOutageEndToEnd (issue 10, point 4): Redis stops under a running
+// proxy: sipproxy_state_backend_up goes to 0, calls to a registered phone
+// are still served from what the instance holds, a REGISTER gets 503 with
+// Retry-After; Redis comes back (empty: no persistence): the gauge is 1
+// again, the binding the instance held is in Redis again, and REGISTER
+// works.
+func TestRedisOutageEndToEnd(t *testing.T) {
+	srv := statetest.StartRedis(t) // our own: this test stops it
+	prefix := "sipproxy-test:outage:"
+	px := startProxy(t, proxyOpts{state: fmt.Sprintf("state: {backend: redis, addrs: [%q], prefix: %q, instance: a, timeout: 300ms}\n", srv.Addr, prefix)})
+	alice := newPhone(t, px, "alice", "udp", phoneOpts{listen: true})
+	alice.mustRegister(t)
+	bob := newPhone(t, px, "bob", "udp", phoneOpts{listen: true})
+	waitGauge := func(want float64) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for testutil.ToFloat64(px.m.StateBackendUp) != want {
+			if time.Since(start) > 15*time.Second {
+				t.Fatalf("state_backend_up did not become %v in 15 s", want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	call := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dlg, err := bob.call(ctx, uri("alice"))
+		if err != nil {
+			return err
+		}
+		_ = dlg.Ack(ctx)
+		return dlg.Bye(ctx)
+	}
+
+	if up := testutil.ToFloat64(px.m.StateBackendUp); up != 1 {
+		t.Fatalf("state_backend_up = %v before the outage, want 1", up)
+	}
+	srv.Stop()
+	t.Logf("MEASURED state_backend_up 0 after %v", waitGauge(0).Round(time.Millisecond))
+	if err := call(); err != nil {
+		t.Fatalf("call while Redis is down: %v (%d)", err, statusOf(err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := alice.register(ctx, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
+		t.Fatalf("REGISTER while Redis is down: %d %s (Retry-After %v), want 503 with Retry-After", res.StatusCode, res.Reason, res.GetHeader("Retry-After"))
+	}
+
+	srv.Start()
+	t.Logf("MEASURED state_backend_up 1 again %v after Redis restarted", waitGauge(1).Round(time.Millisecond))
+	// The instance wrote its binding back into the empty Redis.
+	reader, err := state.OpenRedis(state.RedisOptions{Addrs: []string{srv.Addr}, Prefix: prefix}, state.Options{Instance: "reader"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(reader.ListBindings("alice@contoso.com")) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("alice's binding is not back in Redis")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := call(); err != nil {
+		t.Fatalf("call after Redis came back: %v", err)
+	}
+	res, err = alice.register(ctx, 300)
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("REGISTER after Redis came back: %v %v", res, err)
+	}
 }
