@@ -83,7 +83,11 @@ func (s *Server) bindingTargets(aor string) []Target {
 		}
 		if b.Flow.Transport != "" && b.Flow.Source != "" {
 			flow := &Flow{Transport: b.Flow.Transport, Remote: b.Flow.Source}
-			if b.Instance != "" && b.Instance != s.instance && b.InstanceAddr != "" {
+			// A UDP phone registered from its own Contact (no NAT) is
+			// reachable from any instance; anything else only through the
+			// connection or NAT binding the holding instance has.
+			direct := b.Flow.Transport == "udp" && t.Transport == "udp" && b.Flow.Source == t.Addr()
+			if !direct && b.Instance != "" && b.Instance != s.instance && b.InstanceAddr != "" {
 				// Another instance of the pool holds the phone's flow: the
 				// call goes through it.
 				host, port, err := net.SplitHostPort(b.InstanceAddr)
