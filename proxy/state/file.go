@@ -101,8 +101,8 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 func (f *File) setUp(up bool) {
+	setUp(f.opts.Up, up) // the gauge first: whoever sees Up change sees the gauge agree
 	f.up.Store(up)
-	setUp(f.opts.Up, up)
 }
 
 func (f *File) memoryOnly(warn error) (*File, error) {

@@ -58,7 +58,7 @@ const (
 	// healthInterval is how often an idle subscription is pinged; a
 	// subscription that has not answered for deadAfter is given up.
 	healthInterval = 500 * time.Millisecond
-	deadAfter      = 3 * healthInterval
+	deadAfter      = 6 * healthInterval
 	// Backoff between reconnection attempts.
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 2 * time.Second
@@ -681,9 +681,11 @@ func (r *Redis) failed(err error) {
 	}
 }
 
+// setUp sets the gauge, then the flag: whoever sees Up change sees the
+// gauge agree.
 func (r *Redis) setUp(up bool) {
-	r.up.Store(up)
 	setUp(r.opts.Up, up)
+	r.up.Store(up)
 }
 
 // ListBindings reads the cache.
