@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -129,6 +130,10 @@ type Registrar struct {
 	rows int
 
 	unsubscribe func() // from the state store's feed; nil without one
+	// aorLocks order the REGISTERs of one AOR while its change is written
+	// to the state store, outside the memdb write transaction, so that
+	// REGISTERs of different AORs reach the store together (store.go).
+	aorLocks [aorLockStripes]sync.Mutex
 }
 
 // New returns an empty registrar. It fails on inconsistent options.
@@ -216,22 +221,15 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 		return r.ok(req, r.lookup(r.db.Txn(false), key, now, nil), now)
 	}
 	flow.Transport = strings.ToLower(flow.Transport)
+	if r.opts.Store != nil {
+		return r.registerThrough(req, key, contacts, string(*callID), cseq.SeqNo, flow, now)
+	}
 
 	txn := r.db.Txn(true)
 	defer txn.Abort() // no-op once committed
-	change := &state.BindingChange{AOR: key}
-	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, change)
+	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, &state.BindingChange{AOR: key})
 	if err != nil {
-		var rej *rejection
-		if !errors.As(err, &rej) {
-			rej = &rejection{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
-		}
-		return r.reject(req, rej)
-	}
-	// Write through before answering; memdb commits cannot fail, so the
-	// store and memory agree whichever way this goes.
-	if rej := r.writeThrough(change); rej != nil {
-		return r.reject(req, rej)
+		return r.reject(req, asRejection(err))
 	}
 	r.commitCount(delta)
 	txn.Commit()
@@ -239,6 +237,16 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 }
 
 func (rej *rejection) Error() string { return strconv.Itoa(rej.code) + " " + rej.reason }
+
+// asRejection is the response to an error of apply: its rejection, or 500
+// for a state store failure.
+func asRejection(err error) *rejection {
+	var rej *rejection
+	if !errors.As(err, &rej) {
+		rej = &rejection{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
+	}
+	return rej
+}
 
 // apply performs RFC 3261 10.3 steps 6 and 7 for one REGISTER inside txn
 // and returns the AOR's bindings as they will be once txn commits, and by
