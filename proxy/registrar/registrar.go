@@ -227,7 +227,7 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 
 	txn := r.db.Txn(true)
 	defer txn.Abort() // no-op once committed
-	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, &state.BindingChange{AOR: key})
+	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, nil)
 	if err != nil {
 		return r.reject(req, asRejection(err))
 	}
@@ -250,8 +250,8 @@ func asRejection(err error) *rejection {
 
 // apply performs RFC 3261 10.3 steps 6 and 7 for one REGISTER inside txn
 // and returns the AOR's bindings as they will be once txn commits, and by
-// how much the number of stored bindings changes; change collects the
-// rows written and removed, for the state store. An error (a *rejection,
+// how much the number of stored bindings changes; change, when not nil,
+// collects the rows written and removed, for the state store. An error (a *rejection,
 // or a state store failure) means txn must be aborted.
 func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts, callID string, cseq uint32, flow Flow, now time.Time, change *state.BindingChange) ([]*bindingRow, int, error) {
 	nowNano := now.UnixNano()
@@ -272,7 +272,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 		if err := txn.Delete(tableBindings, b); err != nil {
 			return nil, 0, fmt.Errorf("delete expired binding: %w", err)
 		}
-		change.Delete = append(change.Delete, b.Key)
+		if change != nil {
+			change.Delete = append(change.Delete, b.Key)
+		}
 		removed++
 	}
 	added := 0
@@ -287,7 +289,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 			if err := txn.Delete(tableBindings, b); err != nil {
 				return nil, 0, fmt.Errorf("delete binding: %w", err)
 			}
-			change.Delete = append(change.Delete, b.Key)
+			if change != nil {
+				change.Delete = append(change.Delete, b.Key)
+			}
 			removed++
 		}
 		return nil, -removed, nil
@@ -347,6 +351,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 	// What the store must hold of each contact named: its final row, or
 	// nothing (a contact may be listed twice with different expiries).
 	for ck := range written {
+		if change == nil {
+			break
+		}
 		raw, err := txn.First(tableBindings, indexID, key, ck)
 		if err != nil {
 			return nil, 0, fmt.Errorf("look up binding: %w", err)
