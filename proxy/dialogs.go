@@ -43,9 +43,10 @@ type dialogs struct {
 
 	// The state store, when attached (dialogstore.go): confirmed dialogs
 	// are written there and loaded back at start.
-	store    state.Store
-	instance string
-	writer   *dialogWriter
+	store       state.Store
+	instance    string
+	writer      *dialogWriter
+	unsubscribe func()
 }
 
 type dialog struct {
@@ -227,7 +228,11 @@ func (d *dialogs) closed(callID string, bye *sip.Request) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	e, ok := d.m[callID]
-	if !ok || len(e.confirmed) == 0 {
+	if !ok {
+		d.closedStored(callID, tags) // another instance's call, or none
+		return
+	}
+	if len(e.confirmed) == 0 {
 		return
 	}
 	e.confirmed = slices.DeleteFunc(e.confirmed, func(t string) bool { return t == tags[0] || t == tags[1] })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,6 +61,7 @@ func (d *dialogs) attach(st state.Store, instance string, log *slog.Logger) {
 	d.gauge.Set(float64(d.nconf))
 	d.store, d.instance = st, instance
 	d.writer = &dialogWriter{store: st, log: log, ops: make(chan dialogOp, dialogQueue), stop: make(chan struct{}), done: make(chan struct{})}
+	d.unsubscribe = st.Subscribe(d.onEvent) // onEvent waits for d.mu
 	d.mu.Unlock()
 	go d.writer.run()
 }
@@ -92,11 +94,52 @@ func (d *dialogs) stored(callID string) (*dialog, bool) {
 	return dialogFromRecord(rec), true
 }
 
+// closedStored ends, in the store, a call this table does not hold whose
+// BYE passed here (a call set up through another instance of the pool):
+// its record goes, and the instance holding the call forgets it when the
+// store tells it (onEvent). d.mu is held.
+func (d *dialogs) closedStored(callID string, tags [2]string) {
+	e, ok := d.stored(callID)
+	if !ok || d.writer == nil {
+		return
+	}
+	rec, _ := d.store.Dialog(callID)
+	rec.Confirmed = slices.DeleteFunc(e.confirmed, func(t string) bool { return t == tags[0] || t == tags[1] })
+	if len(rec.Confirmed) == 0 {
+		d.writer.enqueue(dialogOp{del: callID})
+		return
+	}
+	d.writer.enqueue(dialogOp{put: &rec})
+}
+
+// onEvent applies another instance's change to a dialog this table holds:
+// a call whose last BYE passed through another instance is over here too.
+func (d *dialogs) onEvent(ev state.Event) {
+	if ev.Kind != state.DialogDeleted {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.m[ev.CallID]
+	if !ok || len(e.confirmed) == 0 {
+		return
+	}
+	e.confirmed = nil
+	if e.pending <= 0 {
+		delete(d.m, ev.CallID)
+	}
+	d.nconf--
+	d.gauge.Set(float64(d.nconf))
+}
+
 // closeStore writes what is queued and stops the writer.
 func (d *dialogs) closeStore() {
 	d.mu.Lock()
-	w := d.writer
+	w, unsubscribe := d.writer, d.unsubscribe
 	d.mu.Unlock()
+	if unsubscribe != nil {
+		unsubscribe()
+	}
 	if w != nil {
 		w.close()
 	}

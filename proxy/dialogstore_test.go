@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/proxy/state"
+	"github.com/sipproxy/sipproxy/proxy/state/statetest"
 )
 
 // sharedMemory is a store written by a pool (like Redis), in memory.
@@ -117,4 +118,60 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// In a pool on Redis: a call set up through a, whose BYE passes through b,
+// is over at a too (a's drain stops waiting for it, its gauge drops).
+func TestDialogsByeThroughAnotherInstance(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	addr := statetest.RedisAddr(t)
+	prefix := "sipproxy-test:" + t.Name() + ":" + time.Now().Format("150405.000000") + ":"
+	open := func(instance string) state.Store {
+		st, err := state.OpenRedis(state.RedisOptions{Addrs: []string{addr}, Prefix: prefix}, state.Options{Instance: instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	stA, stB := open("a"), open("b")
+	ga := &gaugeValue{}
+	a := newDialogs(time.Hour, ga)
+	a.attach(stA, "a", log)
+	defer a.closeStore()
+	b := newDialogs(time.Hour, &gaugeValue{})
+	b.attach(stB, "b", log)
+	defer b.closeStore()
+
+	a.begin("c1", dlgCaller, dlgInvite(t, "c1"))
+	a.answered("c1", dlgAnswer(t, "c1", "200 OK", "b1", "<sip:bob@198.51.100.9:5080;transport=tcp>"), dlgOurs)
+	a.ended("c1")
+	if !waitUntil(2*time.Second, func() bool { _, ok := stB.Dialog("c1"); return ok }) {
+		t.Fatal("a's call never reached b's store")
+	}
+	if !b.allows("c1", dlgCaller, dlgURI(t, "sip:bob@198.51.100.9:5080;transport=tcp")) {
+		t.Fatal("b does not relay a's call")
+	}
+	b.closed("c1", dlgMsg(t, "BYE sip:bob@198.51.100.9 SIP/2.0", "Via: SIP/2.0/TCP 192.0.2.1;branch=z9hG4bK-9",
+		"From: <sip:alice@fabrikam.test>;tag=a", "To: <sip:bob@contoso.com>;tag=b1", "Call-ID: c1", "CSeq: 2 BYE").(*sip.Request))
+	if !waitUntil(2*time.Second, func() bool { return a.active() == 0 }) {
+		t.Fatalf("a still counts the call after its BYE passed through b (active %d)", a.active())
+	}
+	if ga.v.Load() != 0 {
+		t.Fatalf("a's gauge %d", ga.v.Load())
+	}
+	if _, ok := stA.Dialog("c1"); ok {
+		t.Fatal("the record is still in the store")
+	}
+}
+
+func waitUntil(limit time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(limit)
+	for i := 0; i < 100000 && time.Now().Before(deadline); i++ {
+		if cond() {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return cond()
 }

@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -129,6 +130,10 @@ type Registrar struct {
 	rows int
 
 	unsubscribe func() // from the state store's feed; nil without one
+	// aorLocks order the REGISTERs of one AOR while its change is written
+	// to the state store, outside the memdb write transaction, so that
+	// REGISTERs of different AORs reach the store together (store.go).
+	aorLocks [aorLockStripes]sync.Mutex
 }
 
 // New returns an empty registrar. It fails on inconsistent options.
@@ -216,22 +221,15 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 		return r.ok(req, r.lookup(r.db.Txn(false), key, now, nil), now)
 	}
 	flow.Transport = strings.ToLower(flow.Transport)
+	if r.opts.Store != nil {
+		return r.registerThrough(req, key, contacts, string(*callID), cseq.SeqNo, flow, now)
+	}
 
 	txn := r.db.Txn(true)
 	defer txn.Abort() // no-op once committed
-	change := &state.BindingChange{AOR: key}
-	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, change)
+	current, delta, err := r.apply(txn, key, contacts, string(*callID), cseq.SeqNo, flow, now, nil)
 	if err != nil {
-		var rej *rejection
-		if !errors.As(err, &rej) {
-			rej = &rejection{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
-		}
-		return r.reject(req, rej)
-	}
-	// Write through before answering; memdb commits cannot fail, so the
-	// store and memory agree whichever way this goes.
-	if rej := r.writeThrough(change); rej != nil {
-		return r.reject(req, rej)
+		return r.reject(req, asRejection(err))
 	}
 	r.commitCount(delta)
 	txn.Commit()
@@ -240,10 +238,20 @@ func (r *Registrar) Register(req *sip.Request, aor string, flow Flow) *sip.Respo
 
 func (rej *rejection) Error() string { return strconv.Itoa(rej.code) + " " + rej.reason }
 
+// asRejection is the response to an error of apply: its rejection, or 500
+// for a state store failure.
+func asRejection(err error) *rejection {
+	var rej *rejection
+	if !errors.As(err, &rej) {
+		rej = &rejection{code: sip.StatusInternalServerError, reason: "Server Internal Error"}
+	}
+	return rej
+}
+
 // apply performs RFC 3261 10.3 steps 6 and 7 for one REGISTER inside txn
 // and returns the AOR's bindings as they will be once txn commits, and by
-// how much the number of stored bindings changes; change collects the
-// rows written and removed, for the state store. An error (a *rejection,
+// how much the number of stored bindings changes; change, when not nil,
+// collects the rows written and removed, for the state store. An error (a *rejection,
 // or a state store failure) means txn must be aborted.
 func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts, callID string, cseq uint32, flow Flow, now time.Time, change *state.BindingChange) ([]*bindingRow, int, error) {
 	nowNano := now.UnixNano()
@@ -264,7 +272,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 		if err := txn.Delete(tableBindings, b); err != nil {
 			return nil, 0, fmt.Errorf("delete expired binding: %w", err)
 		}
-		change.Delete = append(change.Delete, b.Key)
+		if change != nil {
+			change.Delete = append(change.Delete, b.Key)
+		}
 		removed++
 	}
 	added := 0
@@ -279,7 +289,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 			if err := txn.Delete(tableBindings, b); err != nil {
 				return nil, 0, fmt.Errorf("delete binding: %w", err)
 			}
-			change.Delete = append(change.Delete, b.Key)
+			if change != nil {
+				change.Delete = append(change.Delete, b.Key)
+			}
 			removed++
 		}
 		return nil, -removed, nil
@@ -339,6 +351,9 @@ func (r *Registrar) apply(txn *memdb.Txn, key string, contacts *registerContacts
 	// What the store must hold of each contact named: its final row, or
 	// nothing (a contact may be listed twice with different expiries).
 	for ck := range written {
+		if change == nil {
+			break
+		}
 		raw, err := txn.First(tableBindings, indexID, key, ck)
 		if err != nil {
 			return nil, 0, fmt.Errorf("look up binding: %w", err)

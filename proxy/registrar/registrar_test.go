@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipproxy/sipproxy/proxy/state"
 )
 
 const alice = "alice@contoso.com"
@@ -481,58 +483,77 @@ func TestRegister(t *testing.T) {
 			},
 		},
 	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			r, clock, gauge := newTestRegistrar(t, tc.opts)
-			for i, s := range tc.steps {
-				clock.Advance(s.advance)
-				callID := s.callID
-				if callID == "" {
-					callID = "call-1"
+	// Every scenario runs twice: memory only, and written through a state
+	// store (the path that works the change out, writes it, then applies it).
+	for _, through := range []bool{false, true} {
+		for _, tc := range tests {
+			name := tc.name
+			if through {
+				name = "through a store/" + name
+			}
+			t.Run(name, func(t *testing.T) {
+				o := tc.opts
+				storeNow := epoch // the store reads the test's clock once it exists
+				if through {
+					o.Store = state.NewMemory(state.Options{Now: func() time.Time { return storeNow() }})
 				}
-				flow := s.flow
-				if flow == (Flow{}) {
-					flow = udpFlow
-				}
-				req := register(t, callID, s.cseq, s.headers...)
-				res := r.Register(req, alice, flow)
-				if res.StatusCode != s.wantCode {
-					t.Fatalf("step %d: got %d %q, want %d", i, res.StatusCode, res.Reason, s.wantCode)
-				}
-				for name, want := range s.wantHeaders {
-					h := res.GetHeader(name)
-					switch {
-					case want == "" && h != nil:
-						t.Errorf("step %d: unexpected %s: %s", i, name, h.Value())
-					case want != "" && h == nil:
-						t.Errorf("step %d: no %s header, want %q", i, name, want)
-					case want != "" && h.Value() != want:
-						t.Errorf("step %d: %s: %q, want %q", i, name, h.Value(), want)
+				r, clock, gauge := newTestRegistrar(t, o)
+				storeNow = clock.Now
+				for i, s := range tc.steps {
+					clock.Advance(s.advance)
+					callID := s.callID
+					if callID == "" {
+						callID = "call-1"
+					}
+					flow := s.flow
+					if flow == (Flow{}) {
+						flow = udpFlow
+					}
+					req := register(t, callID, s.cseq, s.headers...)
+					res := r.Register(req, alice, flow)
+					if res.StatusCode != s.wantCode {
+						t.Fatalf("step %d: got %d %q, want %d", i, res.StatusCode, res.Reason, s.wantCode)
+					}
+					for name, want := range s.wantHeaders {
+						h := res.GetHeader(name)
+						switch {
+						case want == "" && h != nil:
+							t.Errorf("step %d: unexpected %s: %s", i, name, h.Value())
+						case want != "" && h == nil:
+							t.Errorf("step %d: no %s header, want %q", i, name, want)
+						case want != "" && h.Value() != want:
+							t.Errorf("step %d: %s: %q, want %q", i, name, h.Value(), want)
+						}
+					}
+					var contacts []string
+					for _, h := range res.GetHeaders("Contact") {
+						contacts = append(contacts, h.Value())
+					}
+					if !slices.Equal(contacts, s.wantContacts) {
+						t.Errorf("step %d: response contacts\n got %q\nwant %q", i, contacts, s.wantContacts)
+					}
+					date := res.GetHeader("Date")
+					if s.wantCode == 200 {
+						if date == nil || date.Value() != clock.Now().Format(dateLayout) {
+							t.Errorf("step %d: Date %v, want %q", i, date, clock.Now().Format(dateLayout))
+						}
+					} else if len(contacts) != 0 || date != nil {
+						t.Errorf("step %d: a %d carries Contact %q / Date %v", i, s.wantCode, contacts, date)
+					}
+					if g, n := gauge.Value(), r.Count(); g != float64(n) {
+						t.Errorf("step %d: gauge %v, Count %d", i, g, n)
 					}
 				}
-				var contacts []string
-				for _, h := range res.GetHeaders("Contact") {
-					contacts = append(contacts, h.Value())
+				if gotB := relative(r.Lookup(alice), clock.Now()); !slices.Equal(gotB, tc.want) {
+					t.Errorf("Lookup\n got %+v\nwant %+v", gotB, tc.want)
 				}
-				if !slices.Equal(contacts, s.wantContacts) {
-					t.Errorf("step %d: response contacts\n got %q\nwant %q", i, contacts, s.wantContacts)
-				}
-				date := res.GetHeader("Date")
-				if s.wantCode == 200 {
-					if date == nil || date.Value() != clock.Now().Format(dateLayout) {
-						t.Errorf("step %d: Date %v, want %q", i, date, clock.Now().Format(dateLayout))
+				if o.Store != nil {
+					if n, want := len(o.Store.ListBindings(canonicalAOR(alice))), len(tc.want); n != want {
+						t.Errorf("the store holds %d bindings, Lookup %d", n, want)
 					}
-				} else if len(contacts) != 0 || date != nil {
-					t.Errorf("step %d: a %d carries Contact %q / Date %v", i, s.wantCode, contacts, date)
 				}
-				if g, n := gauge.Value(), r.Count(); g != float64(n) {
-					t.Errorf("step %d: gauge %v, Count %d", i, g, n)
-				}
-			}
-			if gotB := relative(r.Lookup(alice), clock.Now()); !slices.Equal(gotB, tc.want) {
-				t.Errorf("Lookup\n got %+v\nwant %+v", gotB, tc.want)
-			}
-		})
+			})
+		}
 	}
 }
 

@@ -17,6 +17,43 @@ import (
 // store did not take.
 const storeRetryAfter = "5"
 
+// aorLockStripes is how many locks the AORs share (by hash).
+const aorLockStripes = 256
+
+// registerThrough is Register with a state store. Under the AOR's lock,
+// the REGISTER is worked out in a memdb write transaction that is then
+// aborted (memdb admits one writer: it must not be held across the
+// store's write), the change goes to the store, and only once the store
+// holds it is it applied to the memdb. A store that refuses it leaves
+// everything as it was: 503 with Retry-After.
+func (r *Registrar) registerThrough(req *sip.Request, key string, contacts *registerContacts, callID string, cseq uint32, flow Flow, now time.Time) *sip.Response {
+	mu := &r.aorLocks[fnv32(key)%aorLockStripes]
+	mu.Lock()
+	defer mu.Unlock()
+	change := &state.BindingChange{AOR: key}
+	txn := r.db.Txn(true)
+	current, _, err := r.apply(txn, key, contacts, callID, cseq, flow, now, change)
+	txn.Abort()
+	if err != nil {
+		return r.reject(req, asRejection(err))
+	}
+	if rej := r.writeThrough(change); rej != nil {
+		return r.reject(req, rej)
+	}
+	r.applyChange(*change)
+	return r.ok(req, current, now)
+}
+
+// fnv32 is FNV-1a of s.
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
 // attach loads the store's bindings into the memdb (the store returns
 // live ones only) and follows the changes other instances make.
 func (r *Registrar) attach() {
@@ -70,8 +107,12 @@ func (r *Registrar) onEvent(e state.Event) {
 	}
 }
 
-// applyRemote applies a change made at another instance in one transaction.
-func (r *Registrar) applyRemote(c state.BindingChange) {
+// applyRemote applies a change made at another instance.
+func (r *Registrar) applyRemote(c state.BindingChange) { r.applyChange(c) }
+
+// applyChange applies a change the store holds (made here or at another
+// instance) to the memdb in one transaction, keeping the count.
+func (r *Registrar) applyChange(c state.BindingChange) {
 	txn := r.db.Txn(true)
 	defer txn.Abort()
 	delta := 0

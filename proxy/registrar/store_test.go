@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,5 +317,119 @@ func TestRedisDownRegistrar(t *testing.T) {
 	mustRegister(t, r, register(t, "call-1", 3, "Contact: <sip:alice@192.0.2.10>"), udpFlow)
 	if bs := st.ListBindings(alice); len(bs) != 1 || bs[0].CSeq != 3 {
 		t.Fatalf("REGISTER after recovery not in the store: %+v", bs)
+	}
+}
+
+// Concurrent REGISTERs through a file store, of many AORs and several to
+// one: the memdb and the store agree at the end.
+func TestConcurrentRegisterThroughStore(t *testing.T) {
+	st, warn := state.OpenFile(filepath.Join(t.TempDir(), "state.db"), state.Options{})
+	if warn != nil {
+		t.Fatal(warn)
+	}
+	defer st.Close()
+	r, _ := newStoreRegistrar(t, st, nil, "a")
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				aor := fmt.Sprintf("user%d@contoso.com", w)
+				req := register(t, fmt.Sprintf("w%d", w), i+1, fmt.Sprintf("Contact: <sip:u@192.0.2.%d>", i%4+1))
+				if res := r.Register(req, aor, udpFlow); res.StatusCode != sip.StatusOK {
+					t.Errorf("worker %d: %d", w, res.StatusCode)
+					return
+				}
+				// Everyone also refreshes one shared AOR.
+				shared := register(t, fmt.Sprintf("s%d-%d", w, i), 1, fmt.Sprintf("Contact: <sip:alice@192.0.2.%d>", w+1))
+				if res := r.Register(shared, alice, udpFlow); res.StatusCode != sip.StatusOK {
+					t.Errorf("worker %d shared: %d", w, res.StatusCode)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for w := range workers {
+		aor := fmt.Sprintf("user%d@contoso.com", w)
+		if got, stored := len(r.Lookup(aor)), len(st.ListBindings(aor)); got != 4 || stored != 4 {
+			t.Errorf("%s: Lookup %d, store %d, want 4", aor, got, stored)
+		}
+	}
+	if got, stored := len(r.Lookup(alice)), len(st.ListBindings(alice)); got != workers || stored != workers {
+		t.Errorf("alice: Lookup %d, store %d, want %d", got, stored, workers)
+	}
+	if n := r.Count(); n != 4*workers+workers {
+		t.Errorf("Count %d", n)
+	}
+}
+
+// BenchmarkRegisterStore: one REGISTER (a refresh, CSeq rising) written
+// through each backend, one at a time, and a Lookup with the store
+// attached (it never touches the backend).
+func BenchmarkRegisterStore(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		open func(b *testing.B) state.Store
+	}{
+		{"none", func(*testing.B) state.Store { return nil }},
+		{"file", func(b *testing.B) state.Store {
+			st, warn := state.OpenFile(filepath.Join(b.TempDir(), "state.db"), state.Options{})
+			if warn != nil {
+				b.Fatal(warn)
+			}
+			b.Cleanup(func() { st.Close() })
+			return st
+		}},
+		{"redis", func(b *testing.B) state.Store {
+			st, err := state.OpenRedis(state.RedisOptions{Addrs: []string{statetest.RedisAddr(b)}, Prefix: "sipproxy-bench:" + time.Now().Format("150405.000000") + ":"}, state.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { st.Close() })
+			return st
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r, err := New(Options{Store: bc.open(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer r.Close()
+			b.Run("register-parallel", func(b *testing.B) {
+				var n atomic.Int64
+				b.SetParallelism(32) // phones rebooting together: many REGISTERs at once
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						i := n.Add(1)
+						req := register(b, sip.GenerateTagN(10), 1, fmt.Sprintf("Contact: <sip:u%d@192.0.2.1>", i))
+						if res := r.Register(req, fmt.Sprintf("u%d@contoso.com", i), udpFlow); res.StatusCode != sip.StatusOK {
+							b.Errorf("%d", res.StatusCode)
+							return
+						}
+					}
+				})
+			})
+			b.Run("register", func(b *testing.B) {
+				seq := 0
+				for b.Loop() {
+					seq++
+					req := register(b, "bench", seq, "Contact: <sip:alice@192.0.2.10:50612;transport=tcp>")
+					if res := r.Register(req, alice, tcpFlow); res.StatusCode != sip.StatusOK {
+						b.Fatalf("%d", res.StatusCode)
+					}
+				}
+			})
+			b.Run("lookup", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if len(r.Lookup(alice)) != 1 {
+						b.Fatal("lost the binding")
+					}
+				}
+			})
+		})
 	}
 }

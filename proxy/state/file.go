@@ -27,8 +27,10 @@ type File struct {
 	path  string
 	cache *Memory
 
-	mu sync.Mutex // orders writes: the file's order is the cache's
-	db *bolt.DB   // nil when the file could not be opened: memory only
+	// mu: writes share it, Sweep and Close take it alone (a sweep's
+	// deletes must not cross a refresh of the same binding).
+	mu sync.RWMutex
+	db *bolt.DB // nil when the file could not be opened: memory only
 	up atomic.Bool
 }
 
@@ -66,11 +68,15 @@ func OpenFile(path string, o Options) (*File, error) {
 		if err != nil {
 			return f.memoryOnly(fmt.Errorf("%w; a new file cannot be created either: %w", warn, err))
 		}
+		db.MaxBatchDelay = 2 * time.Millisecond
 		f.db = db
 		f.setUp(true)
 		return f, warn
 	}
 	f.db = db
+	// Concurrent REGISTERs share a commit; a lone one waits this long for
+	// company (bbolt's default is 10 ms).
+	db.MaxBatchDelay = 2 * time.Millisecond
 	if err := f.cache.replace(snap); err != nil {
 		db.Close()
 		f.db = nil
@@ -101,8 +107,8 @@ func (e *CorruptError) Error() string {
 func (e *CorruptError) Unwrap() error { return e.Err }
 
 func (f *File) setUp(up bool) {
+	setUp(f.opts.Up, up) // the gauge first: whoever sees Up change sees the gauge agree
 	f.up.Store(up)
-	setUp(f.opts.Up, up)
 }
 
 func (f *File) memoryOnly(warn error) (*File, error) {
@@ -192,11 +198,12 @@ func openBolt(path string, now time.Time) (db *bolt.DB, snap Snapshot, dropped i
 
 func bindingKey(aor, key string) []byte { return []byte(aor + "\x00" + key) }
 
-// WriteBindings commits c to the file, then to memory.
+// WriteBindings commits c to the file, then to memory. Concurrent calls
+// are committed together (bbolt's Batch: one fsync for many REGISTERs).
 func (f *File) WriteBindings(ctx context.Context, c BindingChange) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	err := f.update(func(tx *bolt.Tx) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	err := f.batch(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte(bucketBindings))
 		for _, key := range c.Delete {
 			if err := b.Delete(bindingKey(c.AOR, key)); err != nil {
@@ -223,8 +230,8 @@ func (f *File) WriteBindings(ctx context.Context, c BindingChange) error {
 
 // PutDialog commits d to the file, then to memory.
 func (f *File) PutDialog(ctx context.Context, d Dialog) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	v, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("state file: encode dialog %s: %w", d.CallID, err)
@@ -237,8 +244,8 @@ func (f *File) PutDialog(ctx context.Context, d Dialog) error {
 
 // DeleteDialog removes the dialog from the file, then from memory.
 func (f *File) DeleteDialog(ctx context.Context, callID string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	if err := f.update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketDialogs)).Delete([]byte(callID)) }); err != nil {
 		return fmt.Errorf("state file: delete dialog %s: %w", callID, err)
 	}
@@ -251,7 +258,20 @@ func (f *File) update(fn func(*bolt.Tx) error) error {
 	if f.db == nil {
 		return nil
 	}
-	err := f.db.Update(fn)
+	return f.result(f.db.Update(fn))
+}
+
+// batch is update through bbolt's Batch: fn may run more than once, so it
+// must only put and delete.
+func (f *File) batch(fn func(*bolt.Tx) error) error {
+	if f.db == nil {
+		return nil
+	}
+	return f.result(f.db.Batch(fn))
+}
+
+// result keeps Up in step with the last write's outcome.
+func (f *File) result(err error) error {
 	if ok := err == nil; ok != f.up.Load() {
 		f.setUp(ok)
 	}

@@ -58,7 +58,7 @@ const (
 	// healthInterval is how often an idle subscription is pinged; a
 	// subscription that has not answered for deadAfter is given up.
 	healthInterval = 500 * time.Millisecond
-	deadAfter      = 3 * healthInterval
+	deadAfter      = 6 * healthInterval
 	// Backoff between reconnection attempts.
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 2 * time.Second
@@ -140,8 +140,10 @@ type Redis struct {
 	cache   *Memory
 	feed    feed
 
-	mu    sync.Mutex      // one write of this instance at a time, Redis then the cache
-	dirty map[string]bool // dialogs written (true) or deleted (false) while down
+	// mu: binding writes share it (each goes to Redis, then the cache);
+	// dialog writes, reloads and sweeps take it alone.
+	mu    sync.RWMutex
+	dirty map[string]bool // dialogs written (true) or deleted (false) while down; under mu
 
 	up      atomic.Bool
 	kick    chan struct{} // a failed write asks the session to reconnect
@@ -572,8 +574,8 @@ func (r *Redis) WriteBindings(ctx context.Context, c BindingChange) error {
 	for i := range c.Put {
 		c.Put[i].AOR = c.AOR
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	if err := r.writeBindings(ctx, c); err != nil {
@@ -583,7 +585,7 @@ func (r *Redis) WriteBindings(ctx context.Context, c BindingChange) error {
 	return r.cache.WriteBindings(ctx, c)
 }
 
-// writeBindings runs the change's script; r.mu is held.
+// writeBindings runs the change's script; r.mu is held (shared or alone).
 func (r *Redis) writeBindings(ctx context.Context, c BindingChange) error {
 	ev, err := json.Marshal(redisEvent{Origin: r.origin, Kind: BindingsChanged, Change: &c})
 	if err != nil {
@@ -681,9 +683,11 @@ func (r *Redis) failed(err error) {
 	}
 }
 
+// setUp sets the gauge, then the flag: whoever sees Up change sees the
+// gauge agree.
 func (r *Redis) setUp(up bool) {
-	r.up.Store(up)
 	setUp(r.opts.Up, up)
+	r.up.Store(up)
 }
 
 // ListBindings reads the cache.

@@ -11,7 +11,9 @@ import (
 // process and never block on the backend; writes return once the backend
 // (the file, Redis) holds them, and an error when it could not take them,
 // in which case the local state is unchanged too. All methods are safe for
-// concurrent use.
+// concurrent use; writes of different AORs (or Call-IDs) proceed together
+// (the file backend commits them in one fsync), while writes of the same
+// one must be ordered by the caller (the registrar locks per AOR).
 type Store interface {
 	// WriteBindings applies one REGISTER's change to an address of record
 	// as a whole.
