@@ -5,7 +5,7 @@
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t sipproxy .
 #   docker run -d --name sipproxy --stop-timeout 45 \
-#     -v /srv/sipproxy:/etc/sipproxy:ro \
+#     -v /srv/sipproxy:/etc/sipproxy:ro -v sipproxy-state:/var/lib/sipproxy \
 #     -p 5060:5060/udp -p 5060:5060/tcp -p 5061:5061/tcp -p 9090:9090/tcp sipproxy
 #
 # /etc/sipproxy must hold sipproxy.yaml and whatever it names (certificates,
@@ -27,16 +27,21 @@ RUN go mod download && go mod verify
 COPY . .
 ARG VERSION=dev
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /sipproxy ./cmd/sipproxy
+# The state directory (state: {backend: file, path: /var/lib/sipproxy/state.db}),
+# made here: the runtime image has no shell to make it in.
+RUN mkdir -p /state
 
 # distroless/static: CA certificates (the system roots for TLS next hops
 # without server.tls_client.ca), tzdata, /etc/passwd with nonroot (65532);
 # no shell, no curl: the health check is the binary itself.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /sipproxy /sipproxy
+COPY --from=build --chown=65532:65532 /state /var/lib/sipproxy
 USER 65532:65532
 # SIP over UDP and TCP, SIP over TLS, metrics with /healthz and /readyz.
 EXPOSE 5060/udp 5060/tcp 5061/tcp 9090/tcp
-VOLUME ["/etc/sipproxy"]
+# Configuration (read-only), and the state file that outlives the container.
+VOLUME ["/etc/sipproxy", "/var/lib/sipproxy"]
 # SIGTERM drains (see -drain-timeout, 35s by default).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

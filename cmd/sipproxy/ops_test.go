@@ -498,6 +498,16 @@ func TestOpsDockerfileContract(t *testing.T) {
 		if !slices.Contains(volumes, path.Dir(configPath)) {
 			t.Errorf("the configuration %s is not on a VOLUME (volumes: %q)", configPath, volumes)
 		}
+		// config.example.yaml keeps its state file there: it must outlive
+		// the container and be writable by its user.
+		if !slices.Contains(volumes, "/var/lib/sipproxy") {
+			t.Errorf("the state directory /var/lib/sipproxy is not a VOLUME (volumes: %q)", volumes)
+		}
+		if cp := find(runtime, "COPY"); !slices.ContainsFunc(cp, func(c instruction) bool {
+			return strings.Contains(c.args, "--chown=65532:65532") && strings.HasSuffix(c.args, " /var/lib/sipproxy")
+		}) {
+			t.Error("the state directory /var/lib/sipproxy is not made writable by the image's user (COPY --chown=65532:65532)")
+		}
 		for _, s := range find(runtime, "STOPSIGNAL") {
 			if s.args != "SIGTERM" {
 				t.Errorf("STOPSIGNAL %s: sipproxy drains on SIGTERM", s.args)
