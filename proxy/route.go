@@ -4,6 +4,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipproxy/sipproxy/internal/aor"
+	"github.com/sipproxy/sipproxy/proxy/auth"
 	"github.com/sipproxy/sipproxy/proxy/router"
 )
 
@@ -93,10 +94,12 @@ func (s *Server) route(r *request) Decision {
 		return Decision{Kind: KindRouteSet, Targets: []Target{t}}
 	}
 
-	if egress != nil && egress.Valid() && r.id.Authenticated() {
+	if egress != nil && egress.Valid() && r.id.Source == auth.SourcePeer {
 		// Another instance of our pool (a peer: same auth.secret, so the
 		// token is ours) sends a new request for a client whose flow we
-		// hold, named by our Route: deliver it over that flow.
+		// hold, named by our Route: deliver it over that flow. Only a
+		// peer: a user replaying a token of their own dialog must not
+		// steer a new call into someone's connection.
 		t, ok := router.TargetOf(req.Recipient, egress.Transport)
 		if !ok {
 			return rejectWith(sip.StatusBadRequest, "Bad Request-URI")
