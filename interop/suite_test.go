@@ -412,7 +412,9 @@ func (l *peerLab) logMetrics(substr ...string) {
 }
 
 // voicemailTLS starts the Exchange UM stand-in: a sipp UAS running
-// scenario on TCP behind a socat TLS end with the UM certificate. It
+// scenario on TCP behind a socat TLS end with the UM certificate. Its
+// scenario takes only the calls: configurations give it probe_interval: 0s
+// (an OPTIONS probe would be an unexpected message to it). It
 // returns the UAS and the voicemail.uri for the configuration; the UAS's
 // message trace goes to msgFile.
 func (l *peerLab) voicemailTLS(scenario string, calls int, msgFile string) (um *proc, uri string) {
@@ -479,7 +481,7 @@ func TestSippCancel(t *testing.T) {
 func TestSkipPinTLSClientCertificate(t *testing.T) {
 	l := newPeerLab(t, "socat")
 	um, vmURI := l.voicemailTLS("suite-uas-vm-kept.xml", 1, "um-msg.log")
-	l.start(fmt.Sprintf("voicemail: {uri: %q}\n", vmURI))
+	l.start(fmt.Sprintf("voicemail: {uri: %q, probe_interval: 0s}\n", vmURI))
 	l.noVoicemailWarning()
 	tunnel := l.tlsClientTunnel(l.pki.aliceCrt, l.pki.aliceKey)
 
@@ -510,7 +512,7 @@ func TestSkipPinTLSClientCertificate(t *testing.T) {
 func TestSkipPinTCPDigest(t *testing.T) {
 	l := newPeerLab(t, "socat")
 	um, vmURI := l.voicemailTLS("suite-uas-vm-stripped.xml", 1, "um-msg.log")
-	l.start(fmt.Sprintf("voicemail: {uri: %q}\n", vmURI))
+	l.start(fmt.Sprintf("voicemail: {uri: %q, probe_interval: 0s}\n", vmURI))
 
 	uac := start(t, l.dir, l.sipp, append(l.sippArgs("suite-uac-skippin-digest.xml", "127.0.0.1", freePort(t), 30*time.Second),
 		fmt.Sprintf("127.0.0.1:%d", l.sipPort), "-m", "1", "-au", "alice", "-ap", "alice-secret")...)
@@ -549,7 +551,7 @@ func TestPlayOnPhoneNoDiversion(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(l.dir, "rules.yaml"), []byte(rules), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l.start(fmt.Sprintf(`voicemail: {uri: %q}
+	l.start(fmt.Sprintf(`voicemail: {uri: %q, probe_interval: 0s}
 peers:
   - {name: um, sources: ["127.0.0.2/32"]}
 forwarding: {rules_file: rules.yaml}

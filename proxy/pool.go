@@ -86,7 +86,11 @@ func (s *Server) probe(ctx context.Context, e upstream.Endpoint) error {
 			req.Laddr = sip.Addr{IP: net.IP(lu.bound.Addr().AsSlice()), Port: lu.port}
 		}
 	}
-	tx, err := s.client.TransactionRequest(ctx, req, noBuild)
+	// Connection set-up is bounded as a call's is: a call that shares
+	// this dial (sipgo dials once per address) must not wait longer.
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	tx, err := s.client.TransactionRequest(dctx, req, noBuild)
+	cancel()
 	if err != nil {
 		return err
 	}
