@@ -137,56 +137,15 @@ func openBolt(path string, now time.Time) (db *bolt.DB, snap Snapshot, dropped i
 		return nil, Snapshot{}, 0, fmt.Errorf("state file %s cannot be opened: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		var stale [][]byte
-		bb, err := tx.CreateBucketIfNotExists([]byte(bucketBindings))
+		bs, nb, err := loadLive[Binding](tx, bucketBindings, now)
 		if err != nil {
 			return err
 		}
-		err = bb.ForEach(func(k, v []byte) error {
-			var b Binding
-			switch err := json.Unmarshal(v, &b); {
-			case err != nil:
-				dropped++
-			case b.Live(now):
-				snap.Bindings = append(snap.Bindings, b)
-				return nil
-			}
-			stale = append(stale, k)
-			return nil
-		})
+		ds, nd, err := loadLive[Dialog](tx, bucketDialogs, now)
 		if err != nil {
 			return err
 		}
-		for _, k := range stale {
-			if err := bb.Delete(k); err != nil {
-				return err
-			}
-		}
-		stale = stale[:0]
-		db, err := tx.CreateBucketIfNotExists([]byte(bucketDialogs))
-		if err != nil {
-			return err
-		}
-		err = db.ForEach(func(k, v []byte) error {
-			var d Dialog
-			switch err := json.Unmarshal(v, &d); {
-			case err != nil:
-				dropped++
-			case d.Live(now):
-				snap.Dialogs = append(snap.Dialogs, d)
-				return nil
-			}
-			stale = append(stale, k)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range stale {
-			if err := db.Delete(k); err != nil {
-				return err
-			}
-		}
+		snap.Bindings, snap.Dialogs, dropped = bs, ds, dropped+nb+nd
 		return nil
 	})
 	if err != nil {
@@ -342,4 +301,38 @@ func (f *File) Close() error {
 		return fmt.Errorf("state file %s: close: %w", f.path, err)
 	}
 	return nil
+}
+
+// loadLive reads every record of a bucket, keeps the live ones and deletes
+// the rest (expired, or unreadable: counted in dropped).
+func loadLive[T any, P interface {
+	*T
+	Live(time.Time) bool
+}](tx *bolt.Tx, bucket string, now time.Time) (live []T, dropped int, err error) {
+	b, err := tx.CreateBucketIfNotExists([]byte(bucket))
+	if err != nil {
+		return nil, 0, err
+	}
+	var stale [][]byte
+	err = b.ForEach(func(k, v []byte) error {
+		var rec T
+		switch err := json.Unmarshal(v, &rec); {
+		case err != nil:
+			dropped++
+		case P(&rec).Live(now):
+			live = append(live, rec)
+			return nil
+		}
+		stale = append(stale, k)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, k := range stale {
+		if err := b.Delete(k); err != nil {
+			return nil, 0, err
+		}
+	}
+	return live, dropped, nil
 }
