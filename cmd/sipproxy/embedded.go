@@ -141,7 +141,7 @@ A configuration file given with -config that takes the last two gets a
 warning for each.
 
 Try it:
-  sipp -sn uac -s bob %s -m 1     (bob is not registered: you get 480 or 407)
+  sipp -sn uac -s bob %s -m 1     (bob is not registered: you get 480)
   curl -s %s | grep ^sipproxy_
   register a softphone as alice@contoso.com (password alice-secret) to %s
 
