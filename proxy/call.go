@@ -155,7 +155,7 @@ func (c *call) runStage(targets []Target, serial bool, noAnswer time.Duration) o
 		if c.stageDone() {
 			last := c.branches[len(c.branches)-1]
 			if serial {
-				c.s.report(last)
+				c.s.report(last.target, last.failover)
 			}
 			if serial && last.next != "" && c.forkNext() {
 				continue

@@ -53,18 +53,16 @@ func (s *Server) execute(r *request, d Decision) {
 			s.newCall(r).run(d.Targets, d.Kind == KindVoicemail || d.Kind == KindStatic)
 			return
 		}
-		t := d.Targets[0]
+		ts := d.Targets[:1]
 		if d.Kind == KindVoicemail || d.Kind == KindStatic {
-			// Not forked and not failed over (a non-INVITE has no stages):
-			// the first server of the pool in service, by address.
-			ts := s.expand(d.Targets)
-			if len(ts) == 0 {
+			// Not forked: the servers of the pool in service, one after
+			// the other while they fail as servers fail.
+			if ts = s.expand(d.Targets); len(ts) == 0 {
 				s.reply(r, sip.StatusServiceUnavailable, "Service Unavailable")
 				return
 			}
-			t = ts[0]
 		}
-		s.forwardNonInvite(r, t)
+		s.forwardNonInvite(r, ts...)
 	}
 }
 
@@ -287,15 +285,31 @@ func (r *request) replyTo() string {
 }
 
 // forwardNonInvite proxies a non-INVITE request statefully to one target.
-func (s *Server) forwardNonInvite(r *request, t Target) {
+// With several targets (a pool's servers) it goes on to the next one when
+// a server cannot be reached or answers 503 (RFC 3263 4.3).
+func (s *Server) forwardNonInvite(r *request, ts ...Target) {
+	for i, t := range ts {
+		if s.tryNonInvite(r, t, i == len(ts)-1) {
+			return
+		}
+	}
+}
+
+// tryNonInvite sends r to t; false means t failed as a server fails and
+// the request goes on to the next target (never when last).
+func (s *Server) tryNonInvite(r *request, t Target, last bool) bool {
 	out, _ := s.prepare(r, t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	tx, err := s.client.TransactionRequest(ctx, out, noBuild)
 	cancel()
 	if err != nil {
 		r.logger().Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
+		s.report(t, failTransport)
+		if !last {
+			return false
+		}
 		s.reply(r, sip.StatusServiceUnavailable, "Next Hop Unreachable")
-		return
+		return true
 	}
 	defer tx.Terminate()
 	for {
@@ -303,6 +317,13 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 		case res := <-tx.Responses():
 			if res.StatusCode == sip.StatusTrying {
 				continue
+			}
+			if res.StatusCode == sip.StatusServiceUnavailable && !last {
+				s.report(t, failOverloaded)
+				return false
+			}
+			if !res.IsProvisional() {
+				s.report(t, "")
 			}
 			if r.Method == sip.UPDATE && res.IsSuccess() && res.To() != nil {
 				if a, ok := addrOf(res.Source()); ok {
@@ -321,14 +342,14 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 				s.respond(r, up)
 			}
 			if !res.IsProvisional() {
-				return
+				return true
 			}
 		case <-tx.Done():
 			s.replyTxError(r, tx.Err())
 			if r.Method == sip.BYE {
 				s.dialogs.closed(r.callID, r.Request)
 			}
-			return
+			return true
 		}
 	}
 }

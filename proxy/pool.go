@@ -167,13 +167,14 @@ func hopURI(t Target) sip.Uri {
 	return u
 }
 
-// report tells the voicemail pool how one of its servers did.
-func (s *Server) report(b *branch) {
-	if b.target.Pool != router.PoolVoicemail || s.vmPool == nil {
+// report tells the voicemail pool how one of its servers did: failover
+// says how it failed ("" when it answered).
+func (s *Server) report(t Target, failover string) {
+	if t.Pool != router.PoolVoicemail || s.vmPool == nil {
 		return
 	}
-	e := upstream.Endpoint{Host: b.target.Host, Port: b.target.Port, Transport: b.target.Transport}
-	s.vmPool.Report(e, b.failover == "", b.failover)
+	e := upstream.Endpoint{Host: t.Host, Port: t.Port, Transport: t.Transport}
+	s.vmPool.Report(e, failover == "", failover)
 }
 
 // tlsNames remembers, for each address a name resolved to, the names the

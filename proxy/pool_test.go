@@ -392,3 +392,44 @@ func TestOptionsPingFromPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestVoicemailPoolNonInvite: a request other than INVITE (a MESSAGE to a
+// mailbox) to a pool whose first server refuses connections or answers 503
+// is answered by the second.
+func TestVoicemailPoolNonInvite(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer bool // the first server listens and answers 503
+		reason string
+	}{{"refuses connections", false, "transport"}, {"answers 503", true, "503"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			um2 := oxListen(t, "um2", "tls")
+			port := closedPort(t)
+			var um1 *oxListener
+			if tc.answer {
+				um1 = oxListen(t, "um1", "tls")
+				um1.onOther = func(c *oxConn, req *sip.Request) bool {
+					_ = c.write([]byte(sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil).String()))
+					return true
+				}
+				port = um1.port
+			}
+			px := startProxy(t, proxyOpts{voicemailPool: fmt.Sprintf("[%q, %q]", tlsURI(port), um2.uri())})
+			um2.serve(t, px)
+			if um1 != nil {
+				um1.serve(t, px)
+			}
+			caller := oxCaller{user: "alice", transport: "tls", certURI: "sip:alice@contoso.com"}.phone(t, px)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := oxRequest(ctx, caller, sip.MESSAGE, uri("alice"), oxMailbox("alice", "contoso.com", 0))
+			if err != nil || res.StatusCode != 200 {
+				t.Fatalf("MESSAGE to the mailbox: %v %v, want 200 from the second server", res, err)
+			}
+			um2.wait(t, "MESSAGE", 1)
+			if n := failovers(px, port, tc.reason); n != 1 {
+				t.Errorf("upstream_failover_total{reason=%s} = %v, want 1", tc.reason, n)
+			}
+		})
+	}
+}
