@@ -160,12 +160,26 @@ func (op dialogOp) callID() string {
 	return op.del
 }
 
+// dialogBatcher is a store that takes many dialog changes at once (the
+// file backend: one fsync for the lot).
+type dialogBatcher interface {
+	WriteDialogs(ctx context.Context, puts []state.Dialog, dels []string) error
+}
+
+// maxDialogBatch bounds what one batch takes from the queue.
+const maxDialogBatch = 512
+
 func (w *dialogWriter) run() {
 	defer close(w.done)
+	batcher, _ := w.store.(dialogBatcher)
 	for {
 		select {
 		case op := <-w.ops:
-			w.write(op)
+			if batcher == nil {
+				w.write(op)
+				continue
+			}
+			w.writeBatch(batcher, op)
 		case <-w.stop:
 			for range dialogQueue { // what was queued before the stop
 				select {
@@ -192,6 +206,38 @@ func (w *dialogWriter) write(op dialogOp) {
 		// The store keeps what it could not share (and Redis gets it when
 		// back); this instance's table is unaffected.
 		w.log.Debug("state: dialog record not written", "call_id", op.callID(), "error", err)
+	}
+}
+
+// writeBatch writes op and whatever else is queued (up to maxDialogBatch)
+// in one call; of several changes to one Call-ID the last one counts.
+func (w *dialogWriter) writeBatch(b dialogBatcher, first dialogOp) {
+	last := map[string]dialogOp{first.callID(): first}
+	order := []string{first.callID()}
+drain:
+	for len(order) < maxDialogBatch {
+		select {
+		case op := <-w.ops:
+			id := op.callID()
+			if _, seen := last[id]; !seen {
+				order = append(order, id)
+			}
+			last[id] = op
+		default:
+			break drain
+		}
+	}
+	var puts []state.Dialog
+	var dels []string
+	for _, id := range order {
+		if op := last[id]; op.put != nil {
+			puts = append(puts, *op.put)
+		} else {
+			dels = append(dels, id)
+		}
+	}
+	if err := b.WriteDialogs(context.Background(), puts, dels); err != nil {
+		w.log.Debug("state: dialog records not written", "count", len(order), "error", err)
 	}
 }
 

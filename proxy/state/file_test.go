@@ -185,3 +185,41 @@ func TestFileCorruptDataPages(t *testing.T) {
 		t.Fatalf("Up %v, %d bindings", s.Up(), len(s.Load().Bindings))
 	}
 }
+
+// TestFileWriteDialogs: many dialog changes in one transaction, in memory
+// at once and in the file after a reopen.
+func TestFileWriteDialogs(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "state.db")
+	c := newClock()
+	s, warn := OpenFile(path, Options{Now: c.Now})
+	if warn != nil {
+		t.Fatal(warn)
+	}
+	exp := c.Now().Add(time.Hour)
+	if err := s.PutDialog(ctx, Dialog{CallID: "gone", Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	var puts []Dialog
+	for i := range 300 {
+		puts = append(puts, Dialog{CallID: fmt.Sprintf("call-%03d", i), Expires: exp})
+	}
+	if err := s.WriteDialogs(ctx, puts, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Dialog("gone"); ok {
+		t.Fatal("deleted dialog still in memory")
+	}
+	if _, ok := s.Dialog("call-299"); !ok {
+		t.Fatal("written dialog not in memory")
+	}
+	s.Close()
+	s, warn = OpenFile(path, Options{Now: c.Now})
+	if warn != nil {
+		t.Fatal(warn)
+	}
+	defer s.Close()
+	if n := len(s.Load().Dialogs); n != 300 {
+		t.Fatalf("%d dialogs in the file after reopen, want 300", n)
+	}
+}
