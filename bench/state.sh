@@ -31,7 +31,7 @@
 #   QUICK=1                     smoke-test mode
 #   BACKENDS="memory file redis"
 #   USERS=2000                  local users registered by the ramp
-#   REG_RATES="200 500 1000 2000 3000"   REG_SECONDS=5
+#   REG_RATES="200 300 400 500 1000 2000 3000"   REG_SECONDS=5
 #   CALL_RATE=500 CALL_SECONDS=8 ROUNDS=3 CALL_SETTLE=6 (seconds between call steps: sipgo's
 #                               Timer L/M is 5 s)
 #   PORT_BASE=26000             ports: +10/+11/+12 the proxies (memory/file/redis), +20..+22 their
@@ -39,7 +39,8 @@
 #                               +50 sipp UAS, +60 redis-server
 #   MAX_SECONDS                 hard budget (default 600, QUICK 120)
 #   PROFILE=1                   also serve pprof (`run -pprof`) and take a CPU profile of each
-#                               proxy during its last call step (into the work dir)
+#                               proxy during its last call step, and a 2 s execution trace
+#                               (cpu-BACKEND.pprof, trace-BACKEND.out in the work dir, which is kept)
 #   FINECLOCK=0                 do not LD_PRELOAD bench/tools/fineclock.so into sipp
 #   LOG_LEVEL=warn  SIPPROXY_BIN=path  SIPPROXY_ENV="GOGC=200"
 #
@@ -60,7 +61,7 @@ if [ "$QUICK" = 1 ]; then
   CALL_SETTLE=${CALL_SETTLE:-2}
   MAX_SECONDS=${MAX_SECONDS:-120}
 else
-  REG_RATES=${REG_RATES:-"200 500 1000 2000 3000"}
+  REG_RATES=${REG_RATES:-"200 300 400 500 1000 2000 3000"}
   REG_SECONDS=${REG_SECONDS:-5}
   CALL_SECONDS=${CALL_SECONDS:-8}
   ROUNDS=${ROUNDS:-3}
@@ -326,7 +327,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     prof=
     if [ "$PROFILE" = 1 ] && [ "$round" = "$ROUNDS" ]; then
       (sleep 1; timeout $((CALL_SECONDS + 5)) curl -fs -o "$work/cpu-$b.pprof" \
-        "http://127.0.0.1:${P_PPROF[$b]}/debug/pprof/profile?seconds=$((CALL_SECONDS - 2))") &
+        "http://127.0.0.1:${P_PPROF[$b]}/debug/pprof/profile?seconds=$((CALL_SECONDS - 2))" &
+        timeout 10 curl -fs -o "$work/trace-$b.out" "http://127.0.0.1:${P_PPROF[$b]}/debug/pprof/trace?seconds=2"
+        wait) &
       prof=$!; STARTED+=("$prof")
     fi
     sipp_run "$d" $((CALL_SECONDS + 30)) -sf "$scen/uac.xml" -p "$P_UAC" "127.0.0.1:${P_SIP[$b]}" -s callee -key ruri_host bench.test \
