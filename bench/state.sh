@@ -42,6 +42,9 @@
 #                               proxy during its last call step, and a 2 s execution trace
 #                               (cpu-BACKEND.pprof, trace-BACKEND.out in the work dir, which is kept)
 #   FINECLOCK=0                 do not LD_PRELOAD bench/tools/fineclock.so into sipp
+#   STATE_DIR=/var/tmp          where the file backend's temp dir is made (a disk: fsync is real)
+#   TMPDIR=/dev/shm             the work dir (sipp's trace files, logs); on tmpfs, sipp's own
+#                               writes cannot wait behind the state file's journal commits
 #   LOG_LEVEL=warn  SIPPROXY_BIN=path  SIPPROXY_ENV="GOGC=200"
 #
 # Only loopback is used. Every process this script starts is recorded by PID and ended by PID
@@ -122,7 +125,7 @@ cleanup() {
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
   return 0
 }
-trap cleanup EXIT
+trap 'cleanup; [ -n "${state_dir:-}" ] && rm_state_dir' EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
 wait_port() { # PORT SECONDS: until something listens on 127.0.0.1:PORT (TCP).
@@ -183,6 +186,12 @@ users_csv="$work/users.csv"
   for ((i = 0; i < USERS; i++)); do echo "user$i;pw-$i"; done
 } >"$users_csv"
 
+# ---------------------------------------------------------------- the state file's directory
+# On a disk (STATE_DIR's filesystem; fsync is real there), apart from the work dir: with
+# TMPDIR=/dev/shm, sipp's trace files are on tmpfs and cannot wait behind the state file's
+# journal commits. Removed on exit (it only holds state.db).
+state_dir=$(mktemp -d "${STATE_DIR:-/var/tmp}/sipproxy-state-db.XXXXXX")
+rm_state_dir() { rm -rf -- "$state_dir"; }
 # ---------------------------------------------------------------- redis
 REDIS_PID=
 if has redis; then
@@ -221,7 +230,7 @@ log: {level: $LOG_LEVEL, format: json}
 EOF
     case $b in
       memory) echo "state: {backend: memory}" ;;
-      file) mkdir -p "$work/file-state"; echo "state: {backend: file, path: \"$work/file-state/state.db\"}" ;;
+      file) echo "state: {backend: file, path: \"$state_dir/state.db\"}" ;;
       redis) echo "state: {backend: redis, addrs: [\"127.0.0.1:$P_REDIS\"], prefix: \"bench:\", instance: bench-redis}" ;;
     esac
     echo "auth:"
@@ -373,7 +382,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a !~ /^[0-9.]+$/ || b !~ /^[0-9.]+
 within() { # RATIO LIMIT
   awk -v v="$1" -v t="$2" 'BEGIN{ if (v !~ /^[0-9.]+$/) print "n/a"; else print (v+0 <= t+0) ? "met" : "MISSED" }'
 }
-FS_TYPE=$(stat -f -c %T "$work/file-state" 2>/dev/null || echo '?')
+FS_TYPE=$(stat -f -c %T "$state_dir" 2>/dev/null || echo '?')
+WORK_FS=$(stat -f -c %T "$work" 2>/dev/null || echo '?')
 SIPP_VERSION=$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}')
 {
   echo "# State backends benchmark, $ts"
@@ -384,7 +394,7 @@ SIPP_VERSION=$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}')
   echo "sipproxy ${SIPPROXY_COMMIT} ($SIPPROXY_VERSION, $(go version 2>/dev/null | awk '{print $3}')${SIPPROXY_ENV:+, env $SIPPROXY_ENV}, log level $LOG_LEVEL), SIPp $SIPP_VERSION${REDIS_VERSION:+, Redis $REDIS_VERSION}."
   echo "Mode: $([ "$QUICK" = 1 ] && echo "QUICK (smoke test; not for comparison)" || echo full). $USERS users + callee; REGISTER rates $REG_RATES /s, ${REG_SECONDS} s each;"
   echo "calls at $CALL_RATE cps for ${CALL_SECONDS} s, $ROUNDS rounds per backend (latency over all rounds pooled); sipp clock: $([ -n "$PRELOAD" ] && echo fine || echo coarse)."
-  echo "file backend: bbolt in a temp dir on $FS_TYPE (a real disk, fsync per write)."
+  echo "file backend: bbolt in a temp dir under ${STATE_DIR:-/var/tmp} ($FS_TYPE); sipp's trace files in $work ($WORK_FS)."
   echo
   echo "| backend | zero-failure REGISTER/s offered (achieved) | first failing rate | REGISTER p50 / p99 ms at it | call p50 / p99 ms ($CALL_RATE cps) | calls ok / failed | REGISTER rate ratio | p50 ratio | p99 ratio |"
   echo "|---|---|---|---|---|---|---|---|---|"
