@@ -311,6 +311,11 @@ func isTimeout(err error) bool {
 // later write would undo that write for a moment. (A write whose outcome
 // is unknown, a timeout, makes the session reload instead.)
 func (r *Redis) apply(payload string) {
+	// Our own echo is recognised before it is decoded: every write of this
+	// instance comes back on the channel (Origin is the first field).
+	if strings.HasPrefix(payload, `{"o":"`+r.origin+`"`) {
+		return
+	}
 	var e redisEvent
 	if err := json.Unmarshal([]byte(payload), &e); err != nil {
 		r.opts.Logger.Warn("state: undecodable event on the redis channel", "channel", r.channel, "error", err)
@@ -638,6 +643,60 @@ func (r *Redis) putDialog(ctx context.Context, d Dialog) error {
 	}
 	return putDialogScript.Run(ctx, r.client, []string{r.dialogKey(d.CallID)},
 		string(v), d.Expires.UnixMilli(), r.channel, string(ev)).Err()
+}
+
+// WriteDialogs writes several dialog records and removals in one round
+// trip (a pipeline): the proxy's dialog writer hands its queue over this
+// way. A Call-ID appears in at most one of the two lists. What Redis did
+// not take is written when it is back, as with PutDialog.
+func (r *Redis) WriteDialogs(ctx context.Context, puts []Dialog, dels []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range puts {
+		_ = r.cache.PutDialog(ctx, d)
+	}
+	for _, id := range dels {
+		_ = r.cache.DeleteDialog(ctx, id)
+	}
+	pending := func() {
+		for _, d := range puts {
+			r.dirty[d.CallID] = true
+		}
+		for _, id := range dels {
+			r.dirty[id] = false
+		}
+	}
+	if !r.up.Load() {
+		pending()
+		return fmt.Errorf("state: redis: write %d dialogs: %w", len(puts)+len(dels), ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	pipe := r.client.Pipeline()
+	for _, d := range puts {
+		v, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		ev, err := json.Marshal(redisEvent{Origin: r.origin, Kind: DialogPut, Dialog: &d})
+		if err != nil {
+			return err
+		}
+		putDialogScript.Eval(ctx, pipe, []string{r.dialogKey(d.CallID)}, string(v), d.Expires.UnixMilli(), r.channel, string(ev))
+	}
+	for _, id := range dels {
+		ev, err := json.Marshal(redisEvent{Origin: r.origin, Kind: DialogDeleted, CallID: id})
+		if err != nil {
+			return err
+		}
+		deleteDialogScript.Eval(ctx, pipe, []string{r.dialogKey(id)}, r.channel, string(ev))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		pending()
+		r.failed(err)
+		return fmt.Errorf("state: redis: write %d dialogs: %w", len(puts)+len(dels), err)
+	}
+	return nil
 }
 
 // DeleteDialog removes the dialog from Redis and the cache; while Redis is

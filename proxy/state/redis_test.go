@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -335,5 +336,41 @@ func TestRedisSlow(t *testing.T) {
 		return PutBinding(ctx, s, binding("alice@a.test", "k", time.Now().Add(time.Hour))) == nil
 	}); !ok {
 		t.Fatal("writes never resumed")
+	}
+}
+
+// TestRedisWriteDialogs: a batch of dialog changes in one pipeline reaches
+// Redis and the other instance, and this instance's own echoes change
+// nothing in its cache.
+func TestRedisWriteDialogs(t *testing.T) {
+	ctx := context.Background()
+	addr := statetest.RedisAddr(t)
+	prefix := testPrefix(t)
+	a := openRedis(t, addr, prefix, Options{Instance: "a"})
+	b := openRedis(t, addr, prefix, Options{Instance: "b"})
+	exp := time.Now().Add(time.Hour)
+	if err := a.PutDialog(ctx, Dialog{CallID: "gone", Expires: exp}); err != nil {
+		t.Fatal(err)
+	}
+	var puts []Dialog
+	for i := range 100 {
+		puts = append(puts, Dialog{CallID: fmt.Sprintf("call-%03d", i), Expires: exp})
+	}
+	if err := a.WriteDialogs(ctx, puts, []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := waitFor(visibilityWait, func() bool {
+		_, gone := b.Dialog("gone")
+		_, last := b.Dialog("call-099")
+		return !gone && last
+	}); !ok {
+		t.Fatal("the batch did not reach the other instance")
+	}
+	if _, ok := a.Dialog("gone"); ok {
+		t.Fatal("deleted dialog still in the writer's cache")
+	}
+	c := openRedis(t, addr, prefix, Options{Instance: "c"}) // loads from Redis
+	if n := len(c.Load().Dialogs); n != 100 {
+		t.Fatalf("Redis holds %d dialogs, want 100", n)
 	}
 }
