@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sipproxy/sipproxy/proxy/state"
@@ -40,7 +41,13 @@ type dialogWriter struct {
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
+	// Records dropped because the queue was full, and when that was last
+	// logged: one line per dropWarnEvery, not one per call under load.
+	dropped  atomic.Int64
+	lastWarn atomic.Int64 // unix nanoseconds
 }
+
+const dropWarnEvery = 10 * time.Second
 
 // attach loads the store's dialog records (all of them, or this
 // instance's for a store shared by a pool) and starts writing changes to
@@ -149,7 +156,11 @@ func (w *dialogWriter) enqueue(op dialogOp) {
 	select {
 	case w.ops <- op:
 	default:
-		w.log.Warn("state: dialog write queue full; record not written", "call_id", op.callID())
+		n := w.dropped.Add(1)
+		now := time.Now().UnixNano()
+		if last := w.lastWarn.Load(); now-last >= int64(dropWarnEvery) && w.lastWarn.CompareAndSwap(last, now) {
+			w.log.Warn("state: dialog write queue full; records not written", "dropped_total", n, "call_id", op.callID())
+		}
 	}
 }
 
