@@ -290,7 +290,11 @@ func (r *request) replyTo() string {
 func (s *Server) forwardNonInvite(r *request, t Target) {
 	out, _ := s.prepare(r, t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	tx, err := s.client.TransactionRequest(ctx, out, noBuild)
+	var tx sip.ClientTransaction
+	err := s.sendAs(ctx, out, t.Name, func() (err error) {
+		tx, err = s.client.TransactionRequest(ctx, out, noBuild)
+		return err
+	})
 	cancel()
 	if err != nil {
 		r.logger().Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
@@ -362,7 +366,9 @@ func (s *Server) forwardAck(r *request) {
 	// The skip-pin rule covers every request, ACK included.
 	s.applyPolicy(r, &d)
 	out, _ := s.prepareOn(r.Request, r, d.Targets[0], false)
-	if err := s.client.WriteRequest(out, noBuild); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	if err := s.sendAs(ctx, out, d.Targets[0].Name, func() error { return s.client.WriteRequest(out, noBuild) }); err != nil {
 		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)
 	}
 }
