@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestTLSServerProvesItsName: a TLS server the proxy reaches by address
@@ -59,4 +60,41 @@ func TestTLSServerProvesItsName(t *testing.T) {
 			t.Fatalf("a server whose certificate does not name 127.0.0.1 got %d INVITEs (call: %d)", n, code)
 		}
 	})
+}
+
+// TestRedirectLoopByNameNotFollowed: a Mailbox server that redirects to
+// itself by name (a loop) is not called again: its Contact resolves to the
+// address the proxy has just tried, whichever spelling the 3xx uses. The
+// loop is counted as such, and the caller gets the 3xx.
+func TestRedirectLoopByNameNotFollowed(t *testing.T) {
+	const mbxName = "mbx1.contoso.com"
+	router := oxListen(t, "call-router", "tls")
+	mbx := oxListen(t, "mailbox", "tls")
+	contact := fmt.Sprintf("<sip:%s:%d;transport=tls>", mbxName, mbx.port)
+	redirect := func(tx *oxTx) {
+		res := sip.NewResponseFromRequest(tx.req, 302, "Moved Temporarily", nil)
+		res.To().Params.Add("tag", tx.tag)
+		res.AppendHeader(sip.NewHeader("Contact", contact))
+		_ = tx.c.write([]byte(res.String()))
+	}
+	router.onInvite, mbx.onInvite = redirect, redirect
+	d := startDNS(t, nil, map[string]string{mbxName + ".": "127.0.0.1"})
+	px := startProxy(t, proxyOpts{
+		voicemail:   router.uri(),
+		serverExtra: fmt.Sprintf("  resolver: %q", d.addr),
+		peers:       "peers:\n  - {name: exchange, tls_names: [" + mbxName + "]}\n",
+	})
+	router.serve(t, px)
+	mailboxServer(t, px, mbx, mbxName)
+	code, _ := callMailbox(t, px)
+	if code != 302 {
+		t.Errorf("caller got %d, want the 302", code)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(mbx.requests("INVITE")); n != 1 {
+		t.Errorf("the Mailbox server redirecting to itself got %d INVITEs, want 1", n)
+	}
+	if n := testutil.ToFloat64(px.m.Redirects.WithLabelValues("loop")); n != 1 {
+		t.Errorf("redirects_total{loop} = %v, want 1", n)
+	}
 }
