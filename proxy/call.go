@@ -233,7 +233,7 @@ func (c *call) fork(t Target) {
 func (c *call) read(b *branch) {
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	var tx sip.ClientTransaction
-	err := c.s.sendAs(ctx, b.out, b.target.Name, func() (err error) {
+	err := c.s.sendAs(ctx, b.out, b.target.Name, isServer(b.target), func() (err error) {
 		tx, err = c.s.client.TransactionRequest(ctx, b.out, noBuild)
 		return err
 	})
@@ -522,11 +522,11 @@ func (c *call) sendCancel(b *branch) {
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
-	log, name := c.r.logger(), b.target.Name
+	log, name, server := c.r.logger(), b.target.Name, isServer(b.target)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 		var tx sip.ClientTransaction
-		err := c.s.sendAs(ctx, req, name, func() (err error) {
+		err := c.s.sendAs(ctx, req, name, server, func() (err error) {
 			tx, err = c.s.client.TransactionRequest(ctx, req, noBuild)
 			return err
 		})

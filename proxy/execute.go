@@ -291,7 +291,7 @@ func (s *Server) forwardNonInvite(r *request, t Target) {
 	out, _ := s.prepare(r, t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	var tx sip.ClientTransaction
-	err := s.sendAs(ctx, out, t.Name, func() (err error) {
+	err := s.sendAs(ctx, out, t.Name, isServer(t), func() (err error) {
 		tx, err = s.client.TransactionRequest(ctx, out, noBuild)
 		return err
 	})
@@ -368,7 +368,7 @@ func (s *Server) forwardAck(r *request) {
 	out, _ := s.prepareOn(r.Request, r, d.Targets[0], false)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
-	if err := s.sendAs(ctx, out, d.Targets[0].Name, func() error { return s.client.WriteRequest(out, noBuild) }); err != nil {
+	if err := s.sendAs(ctx, out, d.Targets[0].Name, isServer(d.Targets[0]), func() error { return s.client.WriteRequest(out, noBuild) }); err != nil {
 		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)
 	}
 }

@@ -87,7 +87,7 @@ func (s *Server) probe(ctx context.Context, e upstream.Endpoint) error {
 		}
 	}
 	var tx sip.ClientTransaction
-	err := s.sendAs(ctx, req, tlsName(e), func() (err error) {
+	err := s.sendAs(ctx, req, tlsName(e), true, func() (err error) {
 		tx, err = s.client.TransactionRequest(ctx, req, noBuild)
 		return err
 	})
@@ -195,7 +195,14 @@ func tlsName(e upstream.Endpoint) string {
 // connection the request will take (a new one or one already open, which
 // another name's request may have opened): no name remembered for an
 // address stands in for the request's own.
-func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, send func() error) error {
+//
+// server says the target is a server we reach (a voicemail server, a
+// name resolved), not a client's flow: sipgo keeps the connections
+// clients open to us in the same pool, by remote address, and one opened
+// from the server's address and port would otherwise carry the request
+// without any proof; it may, only when the client certificate it showed
+// (verified against client_ca) names the server.
+func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, server bool, send func() error) error {
 	if s.tlsInsecure || !strings.EqualFold(req.Transport(), "tls") {
 		return send()
 	}
@@ -213,35 +220,46 @@ func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, send
 	if err != nil {
 		return err
 	}
-	if !connProves(c, name) {
-		// Nobody else may use it either: closed, and out of the pool.
-		if pool := s.ua.TransportLayer().Pool("tls"); pool != nil {
+	dialled, proved := s.connProves(c, req.Destination(), name, server)
+	if !proved {
+		if pool := s.ua.TransportLayer().Pool("tls"); dialled && pool != nil {
+			// Nobody else may use it either: closed, and out of the pool.
 			_ = pool.CloseAndDelete(c, req.Destination())
 		} else {
-			_ = c.Close()
+			c.TryClose()
 		}
-		return fmt.Errorf("tls: the server at %s does not prove the name %s", req.Destination(), name)
+		return fmt.Errorf("tls: the connection to %s does not prove the name %s", req.Destination(), name)
 	}
 	c.TryClose() // ClientRequestConnection took a reference; the transaction takes its own
 	return send()
 }
 
-// connProves reports whether the server of a TLS connection sipgo dialled
-// showed a certificate for name (its chain was verified when it was set
-// up). A connection a client opened to one of our listeners (a flow: our
-// tlsConn, not sipgo's bare *tls.Conn) has no server to check, and is
-// used as it was before names were checked here.
-func connProves(c sip.Connection, name string) bool {
+// isServer: a target that is a server we reach (a voicemail server,
+// configured or redirected to, or a name resolved to an address), whose
+// identity a TLS connection must prove, rather than a client's flow or a
+// hop a route set or a Contact names.
+func isServer(t Target) bool { return t.Voicemail || t.Pool != "" || t.Name != "" }
+
+// connProves reports whether a TLS connection proves name: the server of
+// one sipgo dialled showed a certificate for it (its chain was verified
+// when it was set up). A connection a client opened to one of our
+// listeners (our tlsConn, not sipgo's bare *tls.Conn) is a flow, used as
+// it is, unless a server was expected (see sendAs). dialled says which
+// kind c is.
+func (s *Server) connProves(c sip.Connection, addr, name string, server bool) (dialled, proved bool) {
 	tc, ok := c.(*sip.TCPConnection)
 	if !ok {
-		return false
+		return false, false
 	}
-	tl, ok := tc.Conn.(*tls.Conn)
-	if !ok {
-		return true
+	if tl, ok := tc.Conn.(*tls.Conn); ok {
+		st := tl.ConnectionState()
+		return true, len(st.PeerCertificates) > 0 && st.PeerCertificates[0].VerifyHostname(name) == nil
 	}
-	st := tl.ConnectionState()
-	return len(st.PeerCertificates) > 0 && st.PeerCertificates[0].VerifyHostname(name) == nil
+	if !server {
+		return false, true
+	}
+	cert := s.certs.get(addr)
+	return false, cert != nil && cert.VerifyHostname(name) == nil
 }
 
 // verifyByName makes a TLS client configuration check a server's chain

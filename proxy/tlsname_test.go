@@ -2,7 +2,10 @@ package proxy_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +99,55 @@ func TestRedirectLoopByNameNotFollowed(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(px.m.Redirects.WithLabelValues("loop")); n != 1 {
 		t.Errorf("redirects_total{loop} = %v, want 1", n)
+	}
+}
+
+// TestVoicemailNotSentOverCallersConnection: sipgo keeps the connections
+// clients open to us in the same pool as the ones it dials, by remote
+// address. A client that connects to our TLS listener from the address
+// and port the voicemail name resolves to (DNS spoofed: no certificate
+// needed at all) must not receive the skip-pin INVITE over its own
+// connection in place of a server that proves um.contoso.com.
+func TestVoicemailNotSentOverCallersConnection(t *testing.T) {
+	port := freePort(t, "tcp")
+	d := startDNS(t, nil, map[string]string{"um.contoso.com.": "127.0.0.1"})
+	px := startProxy(t, proxyOpts{
+		voicemail:   fmt.Sprintf("sips:um.contoso.com:%d", port),
+		serverExtra: fmt.Sprintf("  resolver: %q", d.addr),
+	})
+	dialer := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}}
+	raw, err := dialer.Dial("tcp", px.Addr("tls"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := tls.Client(raw, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // the impostor does not care who we are
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 16)
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	time.Sleep(100 * time.Millisecond) // the proxy has the connection in its pool
+
+	code, _ := callMailbox(t, px)
+	deadline := time.After(300 * time.Millisecond)
+	for {
+		select {
+		case m := <-got:
+			if strings.HasPrefix(m, "INVITE ") {
+				t.Fatalf("the impostor's own connection carried the voicemail INVITE (call: %d):\n%s", code, m)
+			}
+		case <-deadline:
+			return
+		}
 	}
 }
