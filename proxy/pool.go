@@ -196,12 +196,12 @@ func tlsName(e upstream.Endpoint) string {
 // another name's request may have opened): no name remembered for an
 // address stands in for the request's own.
 //
-// server says the target is a server we reach (a voicemail server, a
-// name resolved), not a client's flow: sipgo keeps the connections
-// clients open to us in the same pool, by remote address, and one opened
-// from the server's address and port would otherwise carry the request
-// without any proof; it may, only when the client certificate it showed
-// (verified against client_ca) names the server.
+// server says the target is a voicemail server (isServer), not a client's
+// flow or another hop: sipgo keeps the connections clients open to us in
+// the same pool, by remote address, and one opened from the server's
+// address and port would otherwise carry the request without any proof;
+// it may, only when the client certificate it showed (verified against
+// client_ca) names the server.
 func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, server bool, send func() error) error {
 	if s.tlsInsecure || !strings.EqualFold(req.Transport(), "tls") {
 		return send()
@@ -234,11 +234,12 @@ func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, serv
 	return send()
 }
 
-// isServer: a target that is a server we reach (a voicemail server,
-// configured or redirected to, or a name resolved to an address), whose
-// identity a TLS connection must prove, rather than a client's flow or a
-// hop a route set or a Contact names.
-func isServer(t Target) bool { return t.Voicemail || t.Pool != "" || t.Name != "" }
+// isServer: a voicemail server (configured, or a peer UM redirected us
+// to), the one hop skip-pin travels to, whose identity a TLS connection
+// must prove even when a client opened it. Other hops (next hops, route
+// sets, Contacts, flows) may use a connection their peer opened to us, as
+// trunks that reuse their listening port do.
+func isServer(t Target) bool { return t.Voicemail || t.Pool != "" }
 
 // connProves reports whether a TLS connection proves name: the server of
 // one sipgo dialled showed a certificate for it (its chain was verified
