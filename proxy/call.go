@@ -232,7 +232,11 @@ func (c *call) fork(t Target) {
 // (sipgo blocks a transaction until its responses are read).
 func (c *call) read(b *branch) {
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	tx, err := c.s.client.TransactionRequest(ctx, b.out, noBuild)
+	var tx sip.ClientTransaction
+	err := c.s.sendAs(ctx, b.out, b.target.Name, isServer(b.target), func() (err error) {
+		tx, err = c.s.client.TransactionRequest(ctx, b.out, noBuild)
+		return err
+	})
 	cancel()
 	if err != nil {
 		c.post(event{kind: evEnded, b: b, err: err})
@@ -518,10 +522,14 @@ func (c *call) sendCancel(b *branch) {
 	req.SetTransport(inv.Transport())
 	req.SetDestination(inv.Destination())
 	req.Laddr = inv.Laddr
-	log := c.r.logger()
+	log, name, server := c.r.logger(), b.target.Name, isServer(b.target)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		tx, err := c.s.client.TransactionRequest(ctx, req, noBuild)
+		var tx sip.ClientTransaction
+		err := c.s.sendAs(ctx, req, name, server, func() (err error) {
+			tx, err = c.s.client.TransactionRequest(ctx, req, noBuild)
+			return err
+		})
 		cancel()
 		if err != nil {
 			log.Info("CANCEL not sent", "target", req.Destination(), "error", err)

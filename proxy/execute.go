@@ -300,7 +300,11 @@ func (s *Server) forwardNonInvite(r *request, ts ...Target) {
 func (s *Server) tryNonInvite(r *request, t Target, last bool) bool {
 	out, _ := s.prepare(r, t, false)
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-	tx, err := s.client.TransactionRequest(ctx, out, noBuild)
+	var tx sip.ClientTransaction
+	err := s.sendAs(ctx, out, t.Name, isServer(t), func() (err error) {
+		tx, err = s.client.TransactionRequest(ctx, out, noBuild)
+		return err
+	})
 	cancel()
 	if err != nil {
 		r.logger().Info("next hop unreachable", "method", r.Method, "target", out.Destination(), "error", err)
@@ -383,7 +387,9 @@ func (s *Server) forwardAck(r *request) {
 	// The skip-pin rule covers every request, ACK included.
 	s.applyPolicy(r, &d)
 	out, _ := s.prepareOn(r.Request, r, d.Targets[0], false)
-	if err := s.client.WriteRequest(out, noBuild); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	if err := s.sendAs(ctx, out, d.Targets[0].Name, isServer(d.Targets[0]), func() error { return s.client.WriteRequest(out, noBuild) }); err != nil {
 		r.logger().Info("ACK not forwarded", "target", out.Destination(), "error", err)
 	}
 }

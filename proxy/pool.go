@@ -7,7 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -61,7 +62,6 @@ func (s *Server) runProber(ctx context.Context) {
 // and waits for its final answer.
 func (s *Server) probe(ctx context.Context, e upstream.Endpoint) error {
 	t := router.Target{Host: e.Host, Port: e.Port, Transport: e.Transport}
-	s.tlsNames.learn(e)
 	l := s.listenerFor(e.Transport)
 	req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: uriHost(e.Host), Port: e.Port})
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: sip.NetworkToUpper(e.Transport),
@@ -89,7 +89,11 @@ func (s *Server) probe(ctx context.Context, e upstream.Endpoint) error {
 	// Connection set-up is bounded as a call's is: a call that shares
 	// this dial (sipgo dials once per address) must not wait longer.
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	tx, err := s.client.TransactionRequest(dctx, req, noBuild)
+	var tx sip.ClientTransaction
+	err := s.sendAs(dctx, req, tlsName(e), true, func() (err error) {
+		tx, err = s.client.TransactionRequest(dctx, req, noBuild)
+		return err
+	})
 	cancel()
 	if err != nil {
 		return err
@@ -152,8 +156,7 @@ func (s *Server) expand(ts []Target) []Target {
 
 // endpointTarget is t sent to one resolved address.
 func (s *Server) endpointTarget(t Target, e upstream.Endpoint) Target {
-	s.tlsNames.learn(e)
-	t.Host, t.Port, t.Transport, t.Explicit = e.Host, e.Port, e.Transport, true
+	t.Host, t.Port, t.Transport, t.Explicit, t.Name = e.Host, e.Port, e.Transport, true, tlsName(e)
 	return t
 }
 
@@ -177,51 +180,106 @@ func (s *Server) report(t Target, failover string) {
 	s.vmPool.Report(e, failover == "", failover)
 }
 
-// tlsNames remembers, for each address a name resolved to, the names the
-// server there must prove in its certificate (RFC 5922 4: the domain of
-// the URI, not the address DNS gave us). The set is bounded by the
-// configuration: voicemail and next-hop names, and redirects to peers.
-type tlsNames struct {
-	mu sync.Mutex
-	m  map[string]map[string]bool // IP -> names
+// tlsName is the name a TLS server at an endpoint must prove: its URI's
+// host (RFC 5922 4: the domain of the URI, not an SRV target or the
+// address DNS gave), or "" when that was the address itself.
+func tlsName(e upstream.Endpoint) string {
+	if e.Transport != "tls" || e.Name == e.Host {
+		return ""
+	}
+	return e.Name
 }
 
-func (n *tlsNames) learn(e upstream.Endpoint) {
-	if e.Transport != "tls" || e.Name == "" || e.Name == e.Host {
-		return
+// sendAs hands req to sipgo (send) so that, when it travels over TLS to an
+// address, the server there has proved name (the target's, see
+// router.Target.Name), or the address itself when name is "", before
+// anything is written to it. sipgo dials the address we give it, and Go
+// checks no name at all for an address (it sends no SNI and leaves the
+// connection state's ServerName empty), so verifyByName checks only the
+// chain of such a connection and the name is checked here, on the
+// connection the request will take (a new one or one already open, which
+// another name's request may have opened): no name remembered for an
+// address stands in for the request's own.
+//
+// server says the target is a voicemail server (isServer), not a client's
+// flow or another hop: sipgo keeps the connections clients open to us in
+// the same pool, by remote address, and one opened from the server's
+// address and port would otherwise carry the request without any proof;
+// it may, only when the client certificate it showed (verified against
+// client_ca) names the server.
+func (s *Server) sendAs(ctx context.Context, req *sip.Request, name string, server bool, send func() error) error {
+	if s.tlsInsecure || !strings.EqualFold(req.Transport(), "tls") {
+		return send()
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.m == nil {
-		n.m = make(map[string]map[string]bool)
+	host, _, err := net.SplitHostPort(req.Destination())
+	if err != nil {
+		return send()
 	}
-	if n.m[e.Host] == nil {
-		n.m[e.Host] = make(map[string]bool)
+	if _, err := netip.ParseAddr(host); err != nil {
+		return send() // a name: sipgo dials it as such and Go checks it
 	}
-	n.m[e.Host][e.Name] = true
+	if name == "" {
+		name = host
+	}
+	c, err := s.ua.TransportLayer().ClientRequestConnection(ctx, req)
+	if err != nil {
+		return err
+	}
+	dialled, proved := s.connProves(c, req.Destination(), name, server)
+	if !proved {
+		if pool := s.ua.TransportLayer().Pool("tls"); dialled && pool != nil {
+			// Nobody else may use it either: closed, and out of the pool.
+			_ = pool.CloseAndDelete(c, req.Destination())
+		} else {
+			c.TryClose()
+		}
+		return fmt.Errorf("tls: the connection to %s does not prove the name %s", req.Destination(), name)
+	}
+	c.TryClose() // ClientRequestConnection took a reference; the transaction takes its own
+	return send()
 }
 
-func (n *tlsNames) names(ip string) []string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	out := make([]string, 0, len(n.m[ip]))
-	for name := range n.m[ip] {
-		out = append(out, name)
+// isServer: a voicemail server (configured, or a peer UM redirected us
+// to), the one hop skip-pin travels to, whose identity a TLS connection
+// must prove even when a client opened it. Other hops (next hops, route
+// sets, Contacts, flows) may use a connection their peer opened to us, as
+// trunks that reuse their listening port do.
+func isServer(t Target) bool { return t.Voicemail || t.Pool != "" }
+
+// connProves reports whether a TLS connection proves name: the server of
+// one sipgo dialled showed a certificate for it (its chain was verified
+// when it was set up). A connection a client opened to one of our
+// listeners (our tlsConn, not sipgo's bare *tls.Conn) is a flow, used as
+// it is, unless a server was expected (see sendAs). dialled says which
+// kind c is.
+func (s *Server) connProves(c sip.Connection, addr, name string, server bool) (dialled, proved bool) {
+	tc, ok := c.(*sip.TCPConnection)
+	if !ok {
+		return false, false
 	}
-	return out
+	if tl, ok := tc.Conn.(*tls.Conn); ok {
+		st := tl.ConnectionState()
+		return true, len(st.PeerCertificates) > 0 && st.PeerCertificates[0].VerifyHostname(name) == nil
+	}
+	if !server {
+		return false, true
+	}
+	cert := s.certs.get(addr)
+	return false, cert != nil && cert.VerifyHostname(name) == nil
 }
 
-// verifyByName makes a TLS client configuration verify a server reached by
-// address against the names that address was resolved from: sipgo dials
-// the address we give it and would otherwise check the certificate for the
-// IP. A server with no name on record (an address configured as such) is
-// checked for its address, as before.
+// verifyByName makes a TLS client configuration check a server's chain
+// and, when it was dialled by name, that name. A server dialled by
+// address (every server a name resolved to: sipgo dials the address we
+// give it) has its name checked by sendAs before any request is written
+// to it.
 func (s *Server) verifyByName(tc *tls.Config) {
 	if tc.InsecureSkipVerify {
+		s.tlsInsecure = true
 		return
 	}
 	roots := tc.RootCAs
-	tc.InsecureSkipVerify = true //nolint:gosec // verified below, by name
+	tc.InsecureSkipVerify = true //nolint:gosec // verified below and in sendAs
 	tc.VerifyConnection = func(cs tls.ConnectionState) error {
 		if len(cs.PeerCertificates) == 0 {
 			return errors.New("tls: server sent no certificate")
@@ -230,17 +288,9 @@ func (s *Server) verifyByName(tc *tls.Config) {
 		for _, c := range cs.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		names := s.tlsNames.names(cs.ServerName)
-		if len(names) == 0 {
-			names = []string{cs.ServerName}
+		if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: cs.ServerName}); err != nil {
+			return fmt.Errorf("tls: server %s: %w", cs.ServerName, err)
 		}
-		var err error
-		for _, name := range names {
-			_, err = cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, DNSName: name})
-			if err == nil {
-				return nil
-			}
-		}
-		return fmt.Errorf("tls: server %s: %w", cs.ServerName, err)
+		return nil
 	}
 }

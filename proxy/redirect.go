@@ -58,9 +58,27 @@ func (c *call) redirect(b *branch, res *sip.Response) bool {
 		c.redirected(outcome, res)
 		return false
 	}
+	// A branch is known by where it went (visited holds resolved
+	// addresses): a Contact spelt by name is a loop when it resolves to
+	// hops already tried, and each hop is queued once.
+	expanded := c.s.expand(ts)
+	next := make([]Target, 0, len(expanded))
+	queued := make(map[string]bool, len(expanded))
+	for _, t := range expanded {
+		k := hopKey(t)
+		if c.visited[k] || queued[k] {
+			continue
+		}
+		queued[k] = true
+		next = append(next, t)
+	}
+	if len(next) == 0 && len(expanded) > 0 {
+		c.redirected(redirectLoop, res)
+		return false
+	}
 	c.redirects++
 	c.redirected(redirectFollowed, res)
-	c.queue = append(c.s.expand(ts), c.queue...)
+	c.queue = append(next, c.queue...)
 	return true
 }
 

@@ -69,7 +69,8 @@ type Server struct {
 	// servers' health.
 	resolver *resolve.Resolver
 	vmPool   *upstream.Pool // nil without voicemail
-	tlsNames tlsNames
+	// tlsInsecure: the operator turned TLS verification off (tls_client).
+	tlsInsecure bool
 	// Bindings and dialogs beyond this process (statestore.go).
 	state    state.Store
 	instance string // this instance's name in the state store

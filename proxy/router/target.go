@@ -38,6 +38,10 @@ type Target struct {
 	// Pool names the server pool whose health this target reports to
 	// (PoolVoicemail), "" for none.
 	Pool string
+	// Name, when Host is an address DNS gave for a name, is that name: the
+	// one a TLS server there must prove (RFC 5922 4). "" when Host is
+	// what was configured or asked for.
+	Name string
 	// Holder, when set, is the flow of a client whose connection another
 	// instance of the pool holds: the request goes to that instance
 	// (Host, Port, Transport) with a Route naming it and carrying this
