@@ -30,7 +30,7 @@ func (s *Server) execute(r *request, d Decision) {
 		s.respond(r, res)
 	case KindLocal:
 		if r.Method == sip.INVITE {
-			s.callLocal(r)
+			s.callLocal(r, d.AOR)
 			return
 		}
 		targets := s.bindingTargets(d.AOR)

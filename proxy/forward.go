@@ -13,13 +13,17 @@ import (
 // someone answers, the caller cancels, or the plan has nothing more to try.
 // The rules snapshot taken here serves the whole call, so a reload does not
 // change a call that is already ringing.
-func (s *Server) callLocal(r *request) {
+//
+// user is the called user as the router located them: a user dialled by
+// one of our addresses (sip:dave@127.0.0.1) is the same user, with the
+// same rules, as dave@ our domain.
+func (s *Server) callLocal(r *request, user string) {
 	var snap forwarding.Lookup
 	if s.rules != nil {
 		snap = s.rules.Snapshot()
 	}
 	plan := forwarding.Decide(forwarding.Input{
-		Target:        s.planTarget(r.Recipient),
+		Target:        rules.Target{URI: r.Recipient.String(), Parsed: r.Recipient, AOR: user},
 		Flags:         forwarding.Flags{NoDiversion: r.noDiversion},
 		Rules:         snap,
 		HasBindings:   s.hasBindings,
@@ -68,17 +72,6 @@ func (s *Server) callLocal(r *request) {
 		s.countRetarget(r, next.Hop)
 		plan = forwarding.Decide(plan.Follow(next))
 	}
-}
-
-// planTarget names the called user for the forwarding rules as the router
-// locates them: a user dialled by one of our addresses (sip:dave@127.0.0.1)
-// is the same user, with the same rules, as dave@ our domain.
-func (s *Server) planTarget(u sip.Uri) rules.Target {
-	t := rules.TargetOf(u)
-	if loc := s.router.Locate(u); loc.Kind == KindLocal || loc.Kind == KindVoicemail {
-		t.AOR = loc.AOR
-	}
-	return t
 }
 
 func (s *Server) countRetarget(r *request, h forwarding.Hop) {
