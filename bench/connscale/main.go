@@ -38,7 +38,7 @@ import (
 type config struct {
 	proxy, callProxy, serverName, domain string
 	phones                               int
-	registerRate, callRate               float64
+	registerRate, callRate, refreshRate  float64
 	duration, hold, expires, timeout     time.Duration
 	settle                               time.Duration
 	usersPrefix, password, ca            string
@@ -125,6 +125,7 @@ func main() {
 	flag.StringVar(&c.domain, "domain", "bench.test", "SIP domain of the users")
 	flag.IntVar(&c.phones, "phones", 2000, "phones: users PREFIX0..PREFIX(N-1), one TLS connection each")
 	flag.Float64Var(&c.registerRate, "register-rate", 1000, "REGISTER transactions per second: the initial registrations (one new connection each), then the refreshes")
+	flag.Float64Var(&c.refreshRate, "refresh-rate", -1, "refresh REGISTERs per second in the steady phase (default: -register-rate; 0: none, as for a calls-only baseline)")
 	flag.Float64Var(&c.callRate, "call-rate", 200, "calls per second to random registered phones, during -duration")
 	flag.DurationVar(&c.duration, "duration", 30*time.Second, "steady phase: refreshes and calls for this long once every phone is registered")
 	flag.DurationVar(&c.hold, "hold", time.Second, "time between a call's ACK and its BYE")
@@ -184,6 +185,12 @@ func (c *config) check() error {
 	}
 	if c.registerRate <= 0 || c.registerRate > 100000 || c.callRate < 0 || c.callRate > 10000 {
 		return errors.New("-register-rate must be in (0, 100000], -call-rate in [0, 10000]")
+	}
+	if c.refreshRate < 0 {
+		c.refreshRate = c.registerRate
+	}
+	if c.refreshRate > 100000 {
+		return errors.New("-refresh-rate must be at most 100000")
 	}
 	if c.duration < 0 || c.duration > time.Hour {
 		return errors.New("-duration must be 0..1h")
@@ -379,7 +386,10 @@ func (r *run) steady(ctx context.Context, cl *caller) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		interval := time.Duration(float64(time.Second) / r.cfg.registerRate)
+		if r.cfg.refreshRate == 0 {
+			return
+		}
+		interval := time.Duration(float64(time.Second) / r.cfg.refreshRate)
 		next := time.Now()
 		for i := 0; sctx.Err() == nil; i++ {
 			if d := time.Until(next); d > 0 {
@@ -605,8 +615,8 @@ func (r *run) reportText() string {
 		title += ": " + c.label
 	}
 	w("### %s\n\n", title)
-	w("%d phones over TLS to %s from %d source address(es) (%s); REGISTER %.0f/s (ramp, then refreshes); calls %.0f/s for %s from %s over TCP to %s; hold %s.\n\n",
-		c.phones, c.proxy, len(r.srcIPs), c.srcIPs, c.registerRate, c.callRate, c.duration, c.callerSrc, c.callProxy, c.hold)
+	w("%d phones over TLS to %s from %d source address(es) (%s); REGISTER %.0f/s (ramp), refreshes %.0f/s; calls %.0f/s for %s from %s over TCP to %s; hold %s.\n\n",
+		c.phones, c.proxy, len(r.srcIPs), c.srcIPs, c.registerRate, c.refreshRate, c.callRate, c.duration, c.callerSrc, c.callProxy, c.hold)
 	verdict := "PASS (no failed REGISTER, call or BYE; no connection lost)"
 	if !r.passed() {
 		verdict = "FAIL (see the counts)"
