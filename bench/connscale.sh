@@ -19,7 +19,9 @@
 #      (one new connection each), then refreshed at REGISTER_RATE while calls go at
 #      CALL_RATE to random phones for DURATION. sipproxy's VmRSS/VmHWM and open files
 #      are sampled at 0, N/2 and N held connections (after SETTLE) and at the end;
-#      KiB per held connection is the VmRSS slope from N/2 to N. A heap profile is taken
+#      KiB per held connection is the VmRSS slope from N/2 to N; after each RSS sample a GC
+#      is forced (pprof heap?gc=1) and the live heap, goroutine stacks and goroutines are read
+#      from /metrics, for the same slope without garbage. A heap profile is taken
 #      at N connections (`run -pprof`); its top is in the report.
 #
 # The report is bench/results/<UTC>-connscale.md.
@@ -175,7 +177,7 @@ load() { # NAME PHONES EXTRA...: one bounded load run against a fresh sipproxy; 
   timeout -k 5 $((n / REGISTER_RATE * 2 + 300)) "$work/connscale" -proxy "127.0.0.1:$P_TLS" -call-proxy "127.0.0.1:$P_TCP" \
     -ca "$work/tls/internal-ca.crt" -server-name bench.test -phones "$n" -register-rate "$REGISTER_RATE" -call-rate "$CALL_RATE" \
     -duration "$DURATION" -hold "$HOLD" -settle "$SETTLE" -src-ips "$SRC_IPS" -caller-src 127.0.0.1 \
-    -proxy-pid "$SP_PID" -label "$name" -report "$work/report-$name.md" "$@" >"$work/connscale-$name.log" 2>&1
+    -proxy-pid "$SP_PID" -metrics-url "http://127.0.0.1:$P_MET/metrics" -gc-url "http://127.0.0.1:$P_PPROF/debug/pprof/heap?gc=1" -label "$name" -report "$work/report-$name.md" "$@" >"$work/connscale-$name.log" 2>&1
   LOAD_RC=$?
   grep '^connscale:' "$work/connscale-$name.log" >&2
   stop "$SP_PID"

@@ -46,6 +46,7 @@ type config struct {
 	report                               string
 	proxyPID                             int
 	heapURL, heapOut                     string
+	metricsURL, gcURL                    string
 	label                                string
 	maxConcurrentRamp                    int
 }
@@ -72,6 +73,9 @@ type sample struct {
 	fds          int
 	at           time.Duration
 	goroutineErr string
+	heapInuse    int64 // bytes, after -gc-url
+	stackInuse   int64
+	goroutines   int64
 }
 
 type run struct {
@@ -141,6 +145,8 @@ func main() {
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
 	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
+	flag.StringVar(&c.metricsURL, "metrics-url", "", "the proxy's Prometheus /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and go_goroutines are read at each sample")
+	flag.StringVar(&c.gcURL, "gc-url", "", "fetched after each RSS sample and before -metrics-url (e.g. the pprof heap endpoint with ?gc=1, which runs a GC): the metrics then show the live heap")
 	flag.StringVar(&c.label, "label", "", "label of this run in the report")
 	flag.IntVar(&c.maxConcurrentRamp, "ramp-concurrency", 512, "connections being opened and registered at once, at most")
 	flag.Parse()
@@ -304,10 +310,54 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 		s.goroutineErr = err.Error()
 	}
 	s.rssKiB, s.hwmKiB, s.fds = rss, hwm, fds
+	if r.cfg.gcURL != "" {
+		_, _ = r.get(ctx, r.cfg.gcURL)
+	}
+	if r.cfg.metricsURL != "" {
+		if body, err := r.get(ctx, r.cfg.metricsURL); err == nil {
+			s.heapInuse = metricValue(body, "go_memstats_heap_inuse_bytes")
+			s.stackInuse = metricValue(body, "go_memstats_stack_inuse_bytes")
+			s.goroutines = metricValue(body, "go_goroutines")
+		}
+	}
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
-	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d\n", s.at.Seconds(), label, conns, rss, hwm, fds)
+	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d heap_inuse=%d KiB stack_inuse=%d KiB goroutines=%d\n",
+		s.at.Seconds(), label, conns, rss, hwm, fds, s.heapInuse>>10, s.stackInuse>>10, s.goroutines)
+}
+
+// get fetches a loopback URL (bounded in time and size).
+func (r *run) get(ctx context.Context, url string) (string, error) {
+	if !strings.HasPrefix(url, "http://127.") {
+		return "", errors.New("only http://127.x.x.x URLs")
+	}
+	hctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(hctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return string(b), err
+}
+
+// metricValue returns the value of an unlabelled metric in a Prometheus text exposition.
+func metricValue(body, name string) int64 {
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err == nil {
+				return int64(f)
+			}
+		}
+	}
+	return 0
 }
 
 func (r *run) liveConns() int {
@@ -639,9 +689,9 @@ func (r *run) reportText() string {
 	w("| call setup INVITE->200 p50 / p99 / max ms (%d calls) | %s / %s / %s |\n", len(r.setups), pct(r.setups, .5), pct(r.setups, .99), pct(r.setups, 1))
 	if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
-		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files |\n|---|---|---|---|---|---|\n")
+		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | live heap KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, sm := range r.samples {
-			w("| %s | %.1f s | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds)
+			w("| %s | %.1f s | %d | %d | %d | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds, sm.heapInuse>>10, sm.stackInuse>>10, sm.goroutines)
 		}
 		var half, full *sample
 		for i := range r.samples {
@@ -659,6 +709,11 @@ func (r *run) reportText() string {
 				w("; (VmRSS at N - idle) / N: %.1f", float64(full.rssKiB-idle.rssKiB)/float64(full.conns))
 			}
 			w("\n")
+			if full.heapInuse > 0 {
+				dc := float64(full.conns - half.conns)
+				w("\nLive heap per held connection (after a forced GC, slope N/2 -> N): **%.1f KiB**; goroutine stacks: **%.1f KiB**; goroutines: **%.2f** per connection. VmRSS also holds garbage not yet collected (sipproxy sets GOGC=400 unless GOGC is set) and freed memory not yet returned to the OS.\n",
+					float64(full.heapInuse-half.heapInuse)/1024/dc, float64(full.stackInuse-half.stackInuse)/1024/dc, float64(full.goroutines-half.goroutines)/dc)
+			}
 		}
 	}
 	if r.errCount > 0 {
