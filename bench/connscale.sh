@@ -200,7 +200,7 @@ load phones "$PHONES" -heap-url "http://127.0.0.1:$P_PPROF/debug/pprof/heap" -he
 RC_B=$LOAD_RC
 HEAP_TOP=
 if [ -s "$work/heap-N.pprof" ]; then
-  HEAP_TOP=$(cd "$main" && timeout 60 go tool pprof -top -sample_index=inuse_space -nodecount=25 "$work/sipproxy" "$work/heap-N.pprof" 2>/dev/null | sed -n '1,35p')
+  HEAP_TOP=$(cd "$main" && timeout 180 go tool pprof -top -sample_index=inuse_space -nodecount=25 "$work/sipproxy" "$work/heap-N.pprof" 2>/dev/null | sed -n '1,35p')
 fi
 
 # ---------------------------------------------------------------- report
