@@ -34,7 +34,8 @@
 # the hard limit is at least PHONES + 64 and stops otherwise, naming the largest PHONES.
 #
 # Environment (all optional):
-#   PHONES=2000  REGISTER_RATE=1000  CALL_RATE=200  DURATION=30s  HOLD=1s  SETTLE=3s
+#   PHONES=2000  REGISTER_RATE=1000  REFRESH_RATE=REGISTER_RATE (run (b); 0: hold the
+#   connections without refreshing)  CALL_RATE=200  DURATION=30s  HOLD=1s  SETTLE=3s
 #   PHONES_PER_IP=2000   phones per 127.0.0.x source address
 #   PORT_BASE=27000      +60 TCP, +61 TLS, +90 metrics, +91 pprof
 #   SKIP_BASELINE=1      run (b) only
@@ -49,6 +50,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 main=$(cd "$here/.." && pwd)
 PHONES=${PHONES:-2000}
 REGISTER_RATE=${REGISTER_RATE:-1000}
+REFRESH_RATE=${REFRESH_RATE:-$REGISTER_RATE}
 CALL_RATE=${CALL_RATE:-200}
 DURATION=${DURATION:-30s}
 HOLD=${HOLD:-1s}
@@ -196,7 +198,7 @@ if [ "$SKIP_BASELINE" != 1 ]; then
   load baseline 1 -refresh-rate 0
   RC_A=$LOAD_RC
 fi
-load phones "$PHONES" -heap-url "http://127.0.0.1:$P_PPROF/debug/pprof/heap" -heap-out "$work/heap-N.pprof"
+load phones "$PHONES" -refresh-rate "$REFRESH_RATE" -heap-url "http://127.0.0.1:$P_PPROF/debug/pprof/heap" -heap-out "$work/heap-N.pprof"
 RC_B=$LOAD_RC
 HEAP_TOP=
 if [ -s "$work/heap-N.pprof" ]; then
@@ -210,7 +212,7 @@ p50() { sed -n 's/^| call setup INVITE->200 p50 \/ p99 \/ max ms ([0-9]* calls) 
   echo "# Connection scale: $PHONES phones over TLS ($ts)"
   echo
   echo "bench/connscale.sh on $(hostname), $(nproc) CPUs, $(uname -r); sipproxy $COMMIT; $(go version | cut -d' ' -f3)."
-  echo "REGISTER_RATE=$REGISTER_RATE CALL_RATE=$CALL_RATE DURATION=$DURATION HOLD=$HOLD PHONES_PER_IP=$PHONES_PER_IP"
+  echo "REGISTER_RATE=$REGISTER_RATE REFRESH_RATE=$REFRESH_RATE CALL_RATE=$CALL_RATE DURATION=$DURATION HOLD=$HOLD PHONES_PER_IP=$PHONES_PER_IP"
   echo "(limits.connections_per_source: $CONN_LIMIT, sources $SRC_IPS); open files soft/hard $(ulimit -Sn)/$(ulimit -Hn)."
   echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). The load generator runs on the same 2 CPUs."
   echo
