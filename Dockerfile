@@ -4,7 +4,7 @@
 # user, configuration and rules mounted at /etc/sipproxy.
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t sipproxy .
-#   docker run -d --name sipproxy --stop-timeout 45 \
+#   docker run -d --name sipproxy --stop-timeout 45 --ulimit nofile=65536:65536 \
 #     -v /srv/sipproxy:/etc/sipproxy:ro -v sipproxy-state:/var/lib/sipproxy \
 #     -p 5060:5060/udp -p 5060:5060/tcp -p 5061:5061/tcp -p 9090:9090/tcp sipproxy
 #
@@ -13,6 +13,11 @@
 # container set metrics.listen to "0.0.0.0:9090" so Prometheus can scrape
 # it. docs/deployment.md has the details, including why --stop-timeout
 # must exceed -drain-timeout.
+#
+# Open files: every TCP/TLS connection is a descriptor. An image cannot set
+# its own limit; give the container one above the phones it serves plus a
+# margin (--ulimit nofile=N:N, or the runtime's default-ulimits). The binary
+# raises its soft limit to that hard limit by itself (Go's runtime does).
 #
 # cmd/sipproxy/ops_test.go builds the binary with the RUN go build line below,
 # exactly as written, and checks the user, ports, volume and health check
