@@ -234,6 +234,7 @@ p50() { sed -n 's/^| call setup INVITE->200 p50 \/ p99 \/ max ms ([0-9]* calls) 
   echo
   echo "Exit codes: baseline ${RC_A:--}, phones $RC_B (0 = no failure)."
 } >"$out_md"
-cp "$work/heap-N.pprof" "${out_md%.md}-heap.pprof" 2>/dev/null
-say "report: $out_md"
+# The binary profile stays in the work directory (its top is in the report):
+# results in git are text.
+say "report: $out_md (heap profile: $work/heap-N.pprof)"
 [ "$RC_B" = 0 ] && [ "${RC_A:-0}" = 0 ]
