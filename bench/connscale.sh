@@ -70,30 +70,10 @@ out_md="$here/results/$ts-connscale.md"
 say() { printf '[connscale %4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { say "FATAL: $*"; exit 1; }
 
-STARTED=()
-LASTPID=
-spawn() { # LOG CMD...
-  local log=$1; shift
-  "$@" >"$log" 2>&1 &
-  LASTPID=$!
-  STARTED+=("$LASTPID")
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-stop() { # PID...: TERM, up to 5 s, then KILL; only PIDs this script started.
-  local p i
-  for p in "$@"; do
-    [ -n "$p" ] || continue
-    alive "$p" || { wait "$p" 2>/dev/null; continue; }
-    kill -TERM "$p" 2>/dev/null
-    for i in $(seq 50); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  return 0
-}
+# shellcheck source=bench/procs.sh
+. "$here/procs.sh"
 cleanup() {
-  local i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
+  stop_started
   return 0
 }
 trap cleanup EXIT

@@ -94,33 +94,11 @@ die() { say "FATAL: $*"; exit 1; }
 left() { echo $((MAX_SECONDS - (SECONDS - T0))); }
 
 # ---------------------------------------------------------------- processes
-STARTED=()
-LASTPID=
-# spawn LOG CMD...: start CMD in the background, remember its PID.
-spawn() {
-  local log=$1; shift
-  "$@" >"$log" 2>&1 &
-  LASTPID=$!
-  STARTED+=("$LASTPID")
-}
-alive() { kill -0 "$1" 2>/dev/null; }
-# stop PID...: TERM, wait up to 5 s, then KILL; only PIDs this script started.
-stop() {
-  local p i
-  for p in "$@"; do
-    [ -n "$p" ] || continue
-    alive "$p" || { wait "$p" 2>/dev/null; continue; }
-    kill -TERM "$p" 2>/dev/null
-    for i in $(seq 50); do alive "$p" || break; sleep 0.1; done
-    alive "$p" && kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-  done
-  return 0
-}
-KAM_PID='' KAM_KIDS=''
+# shellcheck source=bench/procs.sh
+. "$here/procs.sh"
 cleanup() {
   local i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
+  stop_started
   # Kamailio's children are ours too (forked by the Kamailio we started).
   for i in $KAM_KIDS; do alive "$i" && kill -KILL "$i" 2>/dev/null; done
   return 0

@@ -1,0 +1,34 @@
+# bench/procs.sh: the process bookkeeping every bench script shares (sourced, not run).
+# Every process a script starts goes through spawn, which records its PID; stop and
+# stop_started end exactly those PIDs (TERM, up to 5 s, then KILL) and nothing else.
+
+STARTED=()
+LASTPID=
+
+spawn() { # LOG CMD...: start CMD in the background, output to LOG, remember its PID.
+  local log=$1; shift
+  "$@" >"$log" 2>&1 &
+  LASTPID=$!
+  STARTED+=("$LASTPID")
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+stop() { # PID...: TERM, wait up to 5 s, then KILL; only PIDs this script started.
+  local p i
+  for p in "$@"; do
+    [ -n "$p" ] || continue
+    alive "$p" || { wait "$p" 2>/dev/null; continue; }
+    kill -TERM "$p" 2>/dev/null
+    for i in $(seq 50); do alive "$p" || break; sleep 0.1; done
+    alive "$p" && kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+  done
+  return 0
+}
+
+stop_started() { # every process spawn started, the last first
+  local i
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
+  return 0
+}
