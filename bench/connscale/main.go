@@ -73,7 +73,8 @@ type sample struct {
 	fds          int
 	at           time.Duration
 	goroutineErr string
-	heapInuse    int64 // bytes, after -gc-url
+	heapInuse    int64 // bytes, after -gc-url: spans holding any live object
+	heapAlloc    int64 // bytes, after -gc-url: the live objects themselves
 	stackInuse   int64
 	goroutines   int64
 }
@@ -143,7 +144,7 @@ func main() {
 	flag.StringVar(&c.callerSrc, "caller-src", "127.0.0.1", "the caller's source address (configure it as a peer)")
 	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only)")
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
-	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out")
+	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out, and again after the loaded phase, into -heap-out with \"-end\" before .pprof")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
 	flag.StringVar(&c.metricsURL, "metrics-url", "", "the proxy's Prometheus /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and go_goroutines are read at each sample")
 	flag.StringVar(&c.gcURL, "gc-url", "", "fetched after each RSS sample and before -metrics-url (e.g. the pprof heap endpoint with ?gc=1, which runs a GC): the metrics then show the live heap")
@@ -316,6 +317,7 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	if r.cfg.metricsURL != "" {
 		if body, err := r.get(ctx, r.cfg.metricsURL); err == nil {
 			s.heapInuse = metricValue(body, "go_memstats_heap_inuse_bytes")
+			s.heapAlloc = metricValue(body, "go_memstats_heap_alloc_bytes")
 			s.stackInuse = metricValue(body, "go_memstats_stack_inuse_bytes")
 			s.goroutines = metricValue(body, "go_goroutines")
 		}
@@ -323,8 +325,8 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
-	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d heap_inuse=%d KiB stack_inuse=%d KiB goroutines=%d\n",
-		s.at.Seconds(), label, conns, rss, hwm, fds, s.heapInuse>>10, s.stackInuse>>10, s.goroutines)
+	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d heap_inuse=%d KiB heap_alloc=%d KiB stack_inuse=%d KiB goroutines=%d\n",
+		s.at.Seconds(), label, conns, rss, hwm, fds, s.heapInuse>>10, s.heapAlloc>>10, s.stackInuse>>10, s.goroutines)
 }
 
 // get fetches a loopback URL (bounded in time and size).
@@ -520,7 +522,9 @@ func (r *run) steady(ctx context.Context, cl *caller) {
 	r.mu.Unlock()
 }
 
-func (r *run) fetchHeap(ctx context.Context) {
+// fetchHeap writes the proxy's heap profile to out (-heap-out, or its "-end"
+// variant after the loaded phase: what the load left behind, not the connections).
+func (r *run) fetchHeap(ctx context.Context, out string) {
 	if r.cfg.heapURL == "" {
 		return
 	}
@@ -537,14 +541,14 @@ func (r *run) fetchHeap(ctx context.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	f, err := os.Create(r.cfg.heapOut)
+	f, err := os.Create(out)
 	if err != nil {
 		r.noteErr("heap profile: %v", err)
 		return
 	}
 	defer f.Close()
 	_, _ = io.Copy(f, io.LimitReader(resp.Body, 256<<20))
-	fmt.Printf("connscale: heap profile at %d connections written to %s\n", r.liveConns(), r.cfg.heapOut)
+	fmt.Printf("connscale: heap profile at %d connections written to %s\n", r.liveConns(), out)
 }
 
 func (r *run) main() bool {
@@ -579,7 +583,7 @@ func (r *run) main() bool {
 	r.mu.Unlock()
 	fmt.Printf("connscale: %6.1fs %d/%d registered (%d failed)\n", time.Since(r.t0).Seconds(), r.st.regOK.Load(), c.phones, r.st.regFail.Load())
 	r.sample(ctx, "N", r.liveConns(), true)
-	r.fetchHeap(ctx)
+	r.fetchHeap(ctx, c.heapOut)
 
 	if ctx.Err() == nil {
 		r.steady(ctx, cl)
@@ -593,6 +597,7 @@ func (r *run) main() bool {
 		}
 	}
 	r.sample(ctx, "end (N, loaded)", r.liveConns(), false)
+	r.fetchHeap(ctx, strings.TrimSuffix(c.heapOut, ".pprof")+"-end.pprof")
 
 	r.stopping.Store(true)
 	for _, p := range r.phones {
@@ -689,9 +694,9 @@ func (r *run) reportText() string {
 	w("| call setup INVITE->200 p50 / p99 / max ms (%d calls) | %s / %s / %s |\n", len(r.setups), pct(r.setups, .5), pct(r.setups, .99), pct(r.setups, 1))
 	if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
-		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | live heap KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|\n")
+		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | heap in use KiB (after GC) | live objects KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, sm := range r.samples {
-			w("| %s | %.1f s | %d | %d | %d | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds, sm.heapInuse>>10, sm.stackInuse>>10, sm.goroutines)
+			w("| %s | %.1f s | %d | %d | %d | %d | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds, sm.heapInuse>>10, sm.heapAlloc>>10, sm.stackInuse>>10, sm.goroutines)
 		}
 		var half, full *sample
 		for i := range r.samples {
@@ -711,8 +716,8 @@ func (r *run) reportText() string {
 			w("\n")
 			if full.heapInuse > 0 {
 				dc := float64(full.conns - half.conns)
-				w("\nLive heap per held connection (after a forced GC, slope N/2 -> N): **%.1f KiB**; goroutine stacks: **%.1f KiB**; goroutines: **%.2f** per connection. VmRSS also holds garbage not yet collected (sipproxy sets GOGC=400 unless GOGC is set) and freed memory not yet returned to the OS.\n",
-					float64(full.heapInuse-half.heapInuse)/1024/dc, float64(full.stackInuse-half.stackInuse)/1024/dc, float64(full.goroutines-half.goroutines)/dc)
+				w("\nHeap in use per held connection (after a forced GC, slope N/2 -> N): **%.1f KiB** (live objects %.1f KiB; the rest is free space in spans that still hold a live object); goroutine stacks: **%.1f KiB**; goroutines: **%.2f** per connection. VmRSS also holds garbage not yet collected (sipproxy sets GOGC=400 unless GOGC is set) and freed memory not yet returned to the OS.\n",
+					float64(full.heapInuse-half.heapInuse)/1024/dc, float64(full.heapAlloc-half.heapAlloc)/1024/dc, float64(full.stackInuse-half.stackInuse)/1024/dc, float64(full.goroutines-half.goroutines)/dc)
 			}
 		}
 	}
