@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,6 +78,8 @@ type sample struct {
 	heapAlloc    int64 // bytes, after -gc-url: the live objects themselves
 	stackInuse   int64
 	goroutines   int64
+	proxyCPU     time.Duration // CPU time used so far, by the proxy and by this tool
+	selfCPU      time.Duration
 }
 
 type run struct {
@@ -295,6 +298,23 @@ func procStatus(pid int) (rss, hwm int64, fds int, err error) {
 	return rss, hwm, len(ents), nil
 }
 
+// procCPU is the CPU time (user + system) a process has used, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(b), ") ") // the command may hold spaces
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	if r.cfg.proxyPID == 0 {
 		return
@@ -305,7 +325,7 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 		case <-ctx.Done():
 		}
 	}
-	s := sample{label: label, conns: conns, at: time.Since(r.t0)}
+	s := sample{label: label, conns: conns, at: time.Since(r.t0), proxyCPU: procCPU(r.cfg.proxyPID), selfCPU: procCPU(os.Getpid())}
 	rss, hwm, fds, err := procStatus(r.cfg.proxyPID)
 	if err != nil {
 		s.goroutineErr = err.Error()
@@ -706,6 +726,11 @@ func (r *run) reportText() string {
 			case "N":
 				full = &r.samples[i]
 			}
+		}
+		if last := r.samples[len(r.samples)-1]; full != nil && last.at > full.at {
+			wall := (last.at - full.at).Seconds()
+			w("\nCPU from N to the end (%.1f s, the loaded phase): sipproxy %.2f CPUs, this load generator %.2f CPUs (of %d).\n",
+				wall, (last.proxyCPU-full.proxyCPU).Seconds()/wall, (last.selfCPU-full.selfCPU).Seconds()/wall, runtime.NumCPU())
 		}
 		if half != nil && full != nil && full.conns > half.conns {
 			slope := float64(full.rssKiB-half.rssKiB) / float64(full.conns-half.conns)
