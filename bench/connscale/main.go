@@ -95,6 +95,7 @@ type run struct {
 
 	mu                            sync.Mutex
 	setups                        []time.Duration
+	setupAt                       []time.Time // when each of setups' INVITEs was sent
 	regLat                        []time.Duration
 	refLat                        []time.Duration
 	errs                          []string
@@ -119,10 +120,46 @@ func (r *run) noteErr(format string, args ...any) {
 	}
 }
 
-func (r *run) recordSetup(d time.Duration) {
+func (r *run) recordSetup(start time.Time, d time.Duration) {
 	r.mu.Lock()
 	r.setups = append(r.setups, d)
+	r.setupAt = append(r.setupAt, start)
 	r.mu.Unlock()
+}
+
+// slowCalls says whether the slowest calls (at or above p99) bunch together
+// in time, as behind a pause of the proxy or of this tool, or spread over the
+// run, as behind CPU contention: how many 100 ms windows (by INVITE sent)
+// they fall in.
+func (r *run) slowCalls() string {
+	if len(r.setups) < 100 {
+		return ""
+	}
+	s := append([]time.Duration(nil), r.setups...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	p99 := s[int(.99*float64(len(s))+0.999999)-1]
+	windows := map[int64]bool{}
+	n := 0
+	for i, d := range r.setups {
+		if d >= p99 {
+			n++
+			windows[r.setupAt[i].UnixMilli()/100] = true
+		}
+	}
+	return fmt.Sprintf("%d calls at or above p99 (%.2f ms) started in %d distinct 100 ms windows", n, float64(p99.Microseconds())/1000, len(windows))
+}
+
+// writeSetups writes every call's INVITE time (Unix ms) and setup time (ms),
+// for lining the slow ones up with the proxy's GC log (GODEBUG=gctrace=1).
+func (r *run) writeSetups(path string) {
+	var b strings.Builder
+	b.WriteString("invite_unix_ms,setup_ms\n")
+	for i, d := range r.setups {
+		fmt.Fprintf(&b, "%d,%.3f\n", r.setupAt[i].UnixMilli(), float64(d.Microseconds())/1000)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "connscale:", err)
+	}
 }
 
 func main() {
@@ -145,7 +182,7 @@ func main() {
 	flag.StringVar(&c.ca, "ca", "", "PEM CA bundle that verifies the proxy's certificate (required)")
 	flag.StringVar(&c.srcIPs, "src-ips", "127.0.0.2-127.0.0.11", "phones' source addresses, round robin: a list (a,b,c) or a range (first-last) of loopback IPv4 addresses")
 	flag.StringVar(&c.callerSrc, "caller-src", "127.0.0.1", "the caller's source address (configure it as a peer)")
-	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only)")
+	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only), and each call's INVITE time and setup time next to it (<report>-setups.csv)")
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
 	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out, and again after the loaded phase, into -heap-out with \"-end\" before .pprof")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
@@ -653,6 +690,7 @@ func (r *run) main() bool {
 		if err := os.WriteFile(c.report, []byte(rep), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "connscale:", err)
 		}
+		r.writeSetups(strings.TrimSuffix(c.report, ".md") + "-setups.csv")
 	}
 	return r.passed()
 }
@@ -712,6 +750,9 @@ func (r *run) reportText() string {
 	w("| initial REGISTER (with 401 round) p50 / p99 ms | %s / %s |\n", pct(r.regLat, .5), pct(r.regLat, .99))
 	w("| refresh REGISTER p50 / p99 ms | %s / %s |\n", pct(r.refLat, .5), pct(r.refLat, .99))
 	w("| call setup INVITE->200 p50 / p99 / max ms (%d calls) | %s / %s / %s |\n", len(r.setups), pct(r.setups, .5), pct(r.setups, .99), pct(r.setups, 1))
+	if sc := r.slowCalls(); sc != "" {
+		w("| slowest calls | %s |\n", sc)
+	}
 	if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
 		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | heap in use KiB (after GC) | live objects KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|---|\n")
