@@ -95,7 +95,9 @@ type run struct {
 
 	mu                            sync.Mutex
 	setups                        []time.Duration
-	setupAt                       []time.Time // when each of setups' INVITEs was sent
+	setupAt                       []time.Time     // when each of setups' INVITEs was sent
+	setupOut                      []time.Duration // of each setup: INVITE sent -> read by the phone (the rest is 200 written -> read by the caller)
+	phoneSaw                      sync.Map        // Call-ID -> time.Time the phone read the INVITE
 	regLat                        []time.Duration
 	refLat                        []time.Duration
 	errs                          []string
@@ -120,10 +122,15 @@ func (r *run) noteErr(format string, args ...any) {
 	}
 }
 
-func (r *run) recordSetup(start time.Time, d time.Duration) {
+func (r *run) recordSetup(id string, start time.Time, d time.Duration) {
+	var out time.Duration = -1
+	if v, ok := r.phoneSaw.LoadAndDelete(id); ok {
+		out = v.(time.Time).Sub(start)
+	}
 	r.mu.Lock()
 	r.setups = append(r.setups, d)
 	r.setupAt = append(r.setupAt, start)
+	r.setupOut = append(r.setupOut, out)
 	r.mu.Unlock()
 }
 
@@ -153,9 +160,9 @@ func (r *run) slowCalls() string {
 // for lining the slow ones up with the proxy's GC log (GODEBUG=gctrace=1).
 func (r *run) writeSetups(path string) {
 	var b strings.Builder
-	b.WriteString("invite_unix_ms,setup_ms\n")
+	b.WriteString("invite_unix_ms,setup_ms,invite_to_phone_ms\n")
 	for i, d := range r.setups {
-		fmt.Fprintf(&b, "%d,%.3f\n", r.setupAt[i].UnixMilli(), float64(d.Microseconds())/1000)
+		fmt.Fprintf(&b, "%d,%.3f,%.3f\n", r.setupAt[i].UnixMilli(), float64(d.Microseconds())/1000, float64(r.setupOut[i].Microseconds())/1000)
 	}
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "connscale:", err)
@@ -753,6 +760,14 @@ func (r *run) reportText() string {
 	if sc := r.slowCalls(); sc != "" {
 		w("| slowest calls | %s |\n", sc)
 	}
+	var out, back []time.Duration
+	for i, o := range r.setupOut {
+		if o >= 0 {
+			out = append(out, o)
+			back = append(back, r.setups[i]-o)
+		}
+	}
+	w("| call setup split: INVITE sent -> read by the phone / 180+200 from the phone -> 200 read by the caller, p50 / p99 ms | %s / %s; %s / %s |\n", pct(out, .5), pct(out, .99), pct(back, .5), pct(back, .99))
 	if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
 		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | heap in use KiB (after GC) | live objects KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|---|\n")
