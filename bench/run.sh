@@ -36,6 +36,8 @@
 #                           and Kamailio's tm wait timer are both 5 s. CPU per call includes
 #                           them; the idle burn of each proxy over IDLE_SECONDS (default 10) is
 #                           measured first and reported beside it. QUICK: 3
+#   WARMUP_SECONDS=5        before the CPU step, this long at CPU_RATE, not counted, then SETTLE:
+#                           the CPU step measures a warm proxy, not its first growth (QUICK: 2)
 #   FINECLOCK=0             do not LD_PRELOAD bench/tools/fineclock.so into sipp
 #   LOG_LEVEL=warn          sipproxy log level during the run
 #   SIPPROXY_BIN=path       use this binary instead of building ./cmd/sipproxy
@@ -68,6 +70,7 @@ if [ "$QUICK" = 1 ]; then
   MAX_SECONDS=${MAX_SECONDS:-240}
   SETTLE=${SETTLE:-3}
   IDLE_SECONDS=${IDLE_SECONDS:-3}
+  WARMUP_SECONDS=${WARMUP_SECONDS:-2}
 else
   # Steps of 500 cps around the knee (2000-4000), so that a 1.25x ratio
   # between the two proxies' rates can be told from 1.0x.
@@ -81,6 +84,7 @@ else
   # for both; the 50% latency step starts only after the ramp's state is gone.
   SETTLE=${SETTLE:-8}
   IDLE_SECONDS=${IDLE_SECONDS:-10}
+  WARMUP_SECONDS=${WARMUP_SECONDS:-5}
 fi
 # A step passes when every call succeeded and the achieved rate is at least
 # this share of the offered one (issue 11: 97%).
@@ -321,7 +325,9 @@ uac_cmd() {
   local name=$1 port=$2 svc=$3 ruri=$4 rate=$5 count=$6 rtt=$7; shift 7
   local bound=${UAC_BOUND:-$((count / rate + 30))}
   U_BOUND=$bound
-  U_DIR="$work/$name"; mkdir -p "$U_DIR"
+  # A fresh directory: sipp names its rtt file by PID, and a step run
+  # again (the GC curve) must not read the previous one's.
+  U_DIR="$work/$name"; rm -rf "$U_DIR"; mkdir -p "$U_DIR"
   UAC_CMD=(env ${PRELOAD:+LD_PRELOAD=$PRELOAD} timeout -k 5 "$bound"
     sipp -sf "$scen/uac.xml" -t t1 -i 127.0.0.1 -p "$P_UAC" "127.0.0.1:$port" -s "$svc" -key ruri_host "$ruri"
     -r "$rate" -m "$count" -nostdin -trace_stat -stf stat.csv -fd 1 -timeout $((bound - 5)) -max_socket 4000)
@@ -376,6 +382,14 @@ step() {
   esac
   case $path in kamailio*) pids=$(kam_pids) ;; sipproxy*) pids=$SP_PID ;; esac
   [ "$kind" != ramp ] && rtt=1
+  if [ "$kind" = cpu ] && [ "$WARMUP_SECONDS" -gt 0 ]; then
+    # Not counted: a fresh proxy's first calls pay for growing its memory
+    # (sipproxy's heap, Kamailio's first touch of its shm), which is not
+    # the steady cost of a call.
+    uac "$path-warmup" "$port" "$svc" "$ruri" "$rate" $((rate * WARMUP_SECONDS)) 0
+    say "$path warm-up: $U_SUCC/$((rate * WARMUP_SECONDS)) calls at $rate cps, failed=$U_FAIL"
+    settle "$path"
+  fi
   SAMPLE_KEY='' SAMPLE_PIDS=$pids
   case $path in kamailio*) SAMPLE_KEY=kamailio ;; sipproxy*) SAMPLE_KEY=sipproxy ;; esac
   t0=$(ticks $pids)
@@ -747,7 +761,7 @@ SIPP_VERSION=$(sipp -v 2>/dev/null | awk '/SIPp v/{print $2; exit}')
   echo
   for p in $PATHS; do [ -n "${R[$p.note]:-}" ] && echo "* $(label $p): ${R[$p.note]}"; done
   echo "* Peak memory over the whole ramp (every step of both flows): sipproxy VmHWM $(mib "$(g sipproxy.load_hwm)") MiB (sampled ΣPSS $(mib "$(g sipproxy.load_pss)"), RSS $(mib "$(g sipproxy.load_rss)")); Kamailio ΣPSS $(mib "$(g kamailio.load_pss)") MiB (ΣRSS $(mib "$(g kamailio.load_rss)")), sampled every 0.5 s during each step and at its end."
-  echo "* CPU per 1,000 calls: proxy CPU (all its threads or processes, /proc utime+stime) from the first call of a $STEP_SECONDS s step at $CPU_RATE cps on an idle proxy until ${SETTLE} s after it (both proxies: sipgo's Timer L/M and Kamailio's wait timer are 5 s), so that finished transactions are released within the count. Idle, each burns over ${IDLE_SECONDS} s: Kamailio $(g kamailio.idle_cpu) CPU s, sipproxy $(g sipproxy.idle_cpu) CPU s; over the $((STEP_SECONDS + SETTLE)) s window that is $(awk -v i="$(g kamailio.idle_cpu)" -v w=$((STEP_SECONDS + SETTLE)) -v s="$IDLE_SECONDS" -v n=$((CPU_RATE * STEP_SECONDS)) 'BEGIN{ if (i ~ /^[0-9.]+$/) printf "%.3f", i/s*w/n*1000; else print "-" }') and $(awk -v i="$(g sipproxy.idle_cpu)" -v w=$((STEP_SECONDS + SETTLE)) -v s="$IDLE_SECONDS" -v n=$((CPU_RATE * STEP_SECONDS)) 'BEGIN{ if (i ~ /^[0-9.]+$/) printf "%.3f", i/s*w/n*1000; else print "-" }') s per 1,000 calls of the figures above."
+  echo "* CPU per 1,000 calls: proxy CPU (all its threads or processes, /proc utime+stime) from the first call of a $STEP_SECONDS s step at $CPU_RATE cps on an idle, warm proxy ($WARMUP_SECONDS s at the same rate, not counted, then $SETTLE s) until ${SETTLE} s after it (both proxies: sipgo's Timer L/M and Kamailio's wait timer are 5 s), so that finished transactions are released within the count. Idle, each burns over ${IDLE_SECONDS} s: Kamailio $(g kamailio.idle_cpu) CPU s, sipproxy $(g sipproxy.idle_cpu) CPU s; over the $((STEP_SECONDS + SETTLE)) s window that is $(awk -v i="$(g kamailio.idle_cpu)" -v w=$((STEP_SECONDS + SETTLE)) -v s="$IDLE_SECONDS" -v n=$((CPU_RATE * STEP_SECONDS)) 'BEGIN{ if (i ~ /^[0-9.]+$/) printf "%.3f", i/s*w/n*1000; else print "-" }') and $(awk -v i="$(g sipproxy.idle_cpu)" -v w=$((STEP_SECONDS + SETTLE)) -v s="$IDLE_SECONDS" -v n=$((CPU_RATE * STEP_SECONDS)) 'BEGIN{ if (i ~ /^[0-9.]+$/) printf "%.3f", i/s*w/n*1000; else print "-" }') s per 1,000 calls of the figures above."
   echo "* Open calls reached in the memory test (sipp CurrentCall max): Kamailio $(g kamailio.open) $(g kamailio.hold_ok), sipproxy $(g sipproxy.open) $(g sipproxy.hold_ok)."
   echo "* A rate passes when sipp exits 0 with every call successful, no failed call, and an achieved rate ≥ $(awk -v m="$MIN_ACHIEVED" 'BEGIN{printf "%g", m*100}')% of the offered one (SLOW: all calls completed but the proxy fell behind the offered rate)."
   echo "* Kamailio memory: shm is preallocated (-m 1024) and shared by its $(echo "$KAM_KIDS" | wc -w)+1 processes, so ΣRSS counts shared pages once per process; ΣPSS divides them fairly."
