@@ -26,7 +26,12 @@ type Metrics struct {
 	RulesReloads        *prometheus.CounterVec // result
 	RulesLastReload     prometheus.Gauge
 	RequestDuration     *prometheus.HistogramVec // method
-	Throttled           *prometheus.CounterVec   // reason
+	// The same three with their children resolved once: what the proxy
+	// uses for every message it handles.
+	RequestsOf        *CounterPairs          // Requests
+	ResponsesOf       *CounterPairs          // Responses
+	RequestDurationOf *ObserverSingles       // RequestDuration
+	Throttled         *prometheus.CounterVec // reason
 
 	// Upstream targets (voicemail pool, next hops): the label is
 	// "transport:host:port" of a resolved address, so the label set is
@@ -144,6 +149,9 @@ func New() *Metrics {
 			m.Forwarding.WithLabelValues(k, o)
 		}
 	}
+	m.RequestsOf = NewCounterPairs(m.Requests)
+	m.ResponsesOf = NewCounterPairs(m.Responses)
+	m.RequestDurationOf = NewObserverSingles(m.RequestDuration)
 	return m
 }
 

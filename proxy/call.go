@@ -467,12 +467,12 @@ func (c *call) onUpstreamCancel() {
 	// sipgo's transaction layer has already answered the CANCEL with 200
 	// and the INVITE with 487 (16.10); it never reaches the pipeline, so
 	// count it here.
-	c.s.m.Requests.WithLabelValues(string(sip.CANCEL), c.r.in.Transport).Inc()
-	c.s.m.Responses.WithLabelValues(string(sip.CANCEL), "200").Inc()
+	c.s.m.RequestsOf.With(string(sip.CANCEL), c.r.in.Transport).Inc()
+	c.s.m.ResponsesOf.With(string(sip.CANCEL), "200").Inc()
 	if !c.r.finished {
 		c.r.finished = true
-		c.s.m.Responses.WithLabelValues(string(c.r.Method), "487").Inc()
-		c.s.m.RequestDuration.WithLabelValues(string(c.r.Method)).Observe(time.Since(c.r.start).Seconds())
+		c.s.m.ResponsesOf.With(string(c.r.Method), "487").Inc()
+		c.s.m.RequestDurationOf.With(string(c.r.Method)).Observe(time.Since(c.r.start).Seconds())
 	}
 	c.cancelOthers(nil, "")
 }

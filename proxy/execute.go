@@ -110,7 +110,29 @@ func noBuild(*sipgo.Client, *sip.Request) error { return nil }
 // new Request-URI, Max-Forwards decremented, Record-Route, our Via with a
 // loop-detecting branch, and where and how it travels.
 func (s *Server) prepare(r *request, t Target, recordRoute bool) (*sip.Request, Flow) {
-	return s.prepareOn(r.Request.Clone(), r, t, recordRoute)
+	return s.prepareOn(branchCopy(r.Request), r, t, recordRoute)
+}
+
+// branchCopy is the copy of a request that one branch sends: a header list
+// of its own holding the received header values, and the received body.
+// Nothing on the way out changes a received header in place (prepareOn,
+// history.apply and checkHop add, remove or replace entries of the copy's
+// list; sipgo fills in only the Via we add, and clones what it takes for an
+// ACK or a response), so the values can be shared where sipgo's Clone
+// copied every one: that copy was about 5% of a call's heap objects and 3%
+// of its CPU.
+func branchCopy(req *sip.Request) *sip.Request {
+	out := sip.NewRequest(req.Method, req.Recipient)
+	out.SipVersion = req.SipVersion
+	for _, h := range req.Headers() {
+		out.AppendHeader(h)
+	}
+	out.SetBody(req.Body())
+	out.SetTransport(req.Transport())
+	out.SetSource(req.Source())
+	out.SetDestination(req.Destination())
+	out.Laddr = req.Laddr
+	return out
 }
 
 // prepareOn is prepare on a given copy, or on the request itself when

@@ -78,7 +78,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		r.callID = cid.Value()
 	}
 	r.base = s.log
-	s.m.Requests.WithLabelValues(string(req.Method), r.in.Transport).Inc()
+	s.m.RequestsOf.With(string(req.Method), r.in.Transport).Inc()
 
 	if req.IsAck() {
 		// ACK for a 2xx is end to end and has no transaction of its own;
@@ -162,10 +162,10 @@ func (s *Server) respond(r *request, res *sip.Response) {
 	if err := r.tx.Respond(res); err != nil {
 		r.logger().Debug("response not sent upstream", "code", res.StatusCode, "error", err)
 	}
-	s.m.Responses.WithLabelValues(string(r.Method), statusLabel(res.StatusCode)).Inc()
+	s.m.ResponsesOf.With(string(r.Method), statusLabel(res.StatusCode)).Inc()
 	if final {
 		r.finished = true
-		s.m.RequestDuration.WithLabelValues(string(r.Method)).Observe(time.Since(r.start).Seconds())
+		s.m.RequestDurationOf.With(string(r.Method)).Observe(time.Since(r.start).Seconds())
 		if res.StatusCode >= 300 {
 			r.logger().Debug("final response", "method", r.Method, "code", res.StatusCode, "reason", res.Reason)
 		}

@@ -35,7 +35,7 @@ import (
 )
 
 // writeTimeout is how long a write to a TCP/TLS peer may make no progress
-// before the connection is given up (see stallGuardConn).
+// before the connection is given up (up to 1.5 times it; see stallGuardConn).
 const writeTimeout = 10 * time.Second
 
 // Options are the collaborators a Server needs besides its configuration.
