@@ -471,8 +471,8 @@ func (c *call) onUpstreamCancel() {
 	c.s.m.ResponsesOf.With(string(sip.CANCEL), "200").Inc()
 	if !c.r.finished {
 		c.r.finished = true
-		c.s.m.ResponsesOf.With(string(c.r.Method), "487").Inc()
-		c.s.m.RequestDurationOf.With(string(c.r.Method)).Observe(time.Since(c.r.start).Seconds())
+		c.s.m.ResponsesOf.With(methodLabel(c.r.Method), "487").Inc()
+		c.s.m.RequestDurationOf.With(methodLabel(c.r.Method)).Observe(time.Since(c.r.start).Seconds())
 	}
 	c.cancelOthers(nil, "")
 }

@@ -78,7 +78,7 @@ func (s *Server) handle(req *sip.Request, tx sip.ServerTransaction) {
 		r.callID = cid.Value()
 	}
 	r.base = s.log
-	s.m.RequestsOf.With(string(req.Method), r.in.Transport).Inc()
+	s.m.RequestsOf.With(methodLabel(req.Method), r.in.Transport).Inc()
 
 	if req.IsAck() {
 		// ACK for a 2xx is end to end and has no transaction of its own;
@@ -162,10 +162,10 @@ func (s *Server) respond(r *request, res *sip.Response) {
 	if err := r.tx.Respond(res); err != nil {
 		r.logger().Debug("response not sent upstream", "code", res.StatusCode, "error", err)
 	}
-	s.m.ResponsesOf.With(string(r.Method), statusLabel(res.StatusCode)).Inc()
+	s.m.ResponsesOf.With(methodLabel(r.Method), statusLabel(res.StatusCode)).Inc()
 	if final {
 		r.finished = true
-		s.m.RequestDurationOf.With(string(r.Method)).Observe(time.Since(r.start).Seconds())
+		s.m.RequestDurationOf.With(methodLabel(r.Method)).Observe(time.Since(r.start).Seconds())
 		if res.StatusCode >= 300 {
 			r.logger().Debug("final response", "method", r.Method, "code", res.StatusCode, "reason", res.Reason)
 		}
@@ -180,6 +180,19 @@ func (s *Server) writeStateless(r *request, res *sip.Response) {
 }
 
 // statusLabel keeps the code label bounded to real status codes.
+// methodLabel is a request's method as a metric label: the methods SIP
+// defines, and "other" for any token a sender invents, so that nobody can
+// add series (and entries to the metrics' child caches) by sending methods.
+func methodLabel(m sip.RequestMethod) string {
+	switch m {
+	case sip.INVITE, sip.ACK, sip.CANCEL, sip.BYE, sip.REGISTER, sip.OPTIONS,
+		sip.SUBSCRIBE, sip.NOTIFY, sip.REFER, sip.INFO, sip.MESSAGE, sip.PRACK,
+		sip.UPDATE, sip.PUBLISH:
+		return string(m)
+	}
+	return "other"
+}
+
 func statusLabel(code int) string {
 	if code < 100 || code > 699 {
 		return "other"
