@@ -45,6 +45,8 @@ type config struct {
 	srcIPs, callerSrc                    string
 	report                               string
 	proxyPID                             int
+	proxyChildren                        bool
+	proxyName                            string
 	heapURL, heapOut                     string
 	metricsURL, gcURL                    string
 	label                                string
@@ -76,6 +78,9 @@ type sample struct {
 	heapInuse    int64 // bytes, after -gc-url
 	stackInuse   int64
 	goroutines   int64
+	pssKiB       int64 // sum of Pss over the proxy's processes
+	fdsMax       int
+	procs        int
 }
 
 type run struct {
@@ -143,6 +148,8 @@ func main() {
 	flag.StringVar(&c.callerSrc, "caller-src", "127.0.0.1", "the caller's source address (configure it as a peer)")
 	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only)")
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
+	flag.BoolVar(&c.proxyChildren, "proxy-children", false, "also sample the processes whose parent is -proxy-pid (Kamailio's workers) and report the sums; the memory per connection is then the slope of the sum of Pss")
+	flag.StringVar(&c.proxyName, "proxy-name", "sipproxy", "the proxy's name in the report")
 	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
 	flag.StringVar(&c.metricsURL, "metrics-url", "", "the proxy's Prometheus /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and go_goroutines are read at each sample")
@@ -305,11 +312,13 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 		}
 	}
 	s := sample{label: label, conns: conns, at: time.Since(r.t0)}
-	rss, hwm, fds, err := procStatus(r.cfg.proxyPID)
+	pm, err := readProcMem(r.cfg.proxyPID, r.cfg.proxyChildren)
 	if err != nil {
 		s.goroutineErr = err.Error()
 	}
+	rss, hwm, fds := pm.rss, pm.hwm, pm.fds
 	s.rssKiB, s.hwmKiB, s.fds = rss, hwm, fds
+	s.pssKiB, s.fdsMax, s.procs = pm.pss, pm.fdsMax, pm.procs
 	if r.cfg.gcURL != "" {
 		_, _ = r.get(ctx, r.cfg.gcURL)
 	}
@@ -323,8 +332,8 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
-	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d heap_inuse=%d KiB stack_inuse=%d KiB goroutines=%d\n",
-		s.at.Seconds(), label, conns, rss, hwm, fds, s.heapInuse>>10, s.stackInuse>>10, s.goroutines)
+	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB Pss=%d KiB fds=%d procs=%d heap_inuse=%d KiB stack_inuse=%d KiB goroutines=%d\n",
+		s.at.Seconds(), label, conns, rss, hwm, s.pssKiB, fds, s.procs, s.heapInuse>>10, s.stackInuse>>10, s.goroutines)
 }
 
 // get fetches a loopback URL (bounded in time and size).
@@ -687,7 +696,9 @@ func (r *run) reportText() string {
 	w("| initial REGISTER (with 401 round) p50 / p99 ms | %s / %s |\n", pct(r.regLat, .5), pct(r.regLat, .99))
 	w("| refresh REGISTER p50 / p99 ms | %s / %s |\n", pct(r.refLat, .5), pct(r.refLat, .99))
 	w("| call setup INVITE->200 p50 / p99 / max ms (%d calls) | %s / %s / %s |\n", len(r.setups), pct(r.setups, .5), pct(r.setups, .99), pct(r.setups, 1))
-	if len(r.samples) > 0 {
+	if len(r.samples) > 0 && c.proxyChildren {
+		b.WriteString(r.treeReport())
+	} else if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
 		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | live heap KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, sm := range r.samples {
