@@ -9,6 +9,8 @@
 
 KAM_SHM_MB=${KAM_SHM_MB:-$((1024 + PHONES / 16))}
 KAM_PKG_MB=${KAM_PKG_MB:-32}
+KAM_TLS_METHOD=${KAM_TLS_METHOD:-TLSv1.2+}   # the tls module's method (TLSv1.2: no TLS 1.3)
+KAM_TCP_CHILDREN=${KAM_TCP_CHILDREN:-2}      # as the anchor
 KAM_PID='' KAM_KIDS='' KAM_NOTES=()
 
 kam_tools() {
@@ -31,14 +33,14 @@ kam_config() {
   # The tls module's own configuration: the certificate sipproxy serves in the other runs.
   cat >"$d/tls.cfg" <<EOT
 [server:default]
-method = TLSv1.2+
+method = $KAM_TLS_METHOD
 verify_certificate = no
 require_certificate = no
 certificate = $work/tls/server.crt
 private_key = $work/tls/server.key
 
 [client:default]
-method = TLSv1.2+
+method = $KAM_TLS_METHOD
 verify_certificate = no
 require_certificate = no
 EOT
@@ -52,7 +54,7 @@ EOT
   local max_conn=$((PHONES + 64)) nofile ht=4
   nofile=$(ulimit -Sn)
   while [ $((1 << ht)) -lt "$PHONES" ] && [ "$ht" -lt 16 ]; do ht=$((ht + 1)); done
-  sed -e "s|@TCP_PORT@|$P_TCP|g; s|@TLS_PORT@|$P_TLS|g; s|@MAX_CONN@|$max_conn|g; s|@OPEN_FILES@|$nofile|g" \
+  sed -e "s|@TCP_PORT@|$P_TCP|g; s|@TLS_PORT@|$P_TLS|g; s|@MAX_CONN@|$max_conn|g; s|@OPEN_FILES@|$nofile|g; s|@TCP_CHILDREN@|$KAM_TCP_CHILDREN|g" \
     -e "s|@TLS_CFG@|$d/tls.cfg|g; s|@DB_DIR@|$d/db|g; s|@HT_SIZE@|$ht|g; s|@REALM@|bench.test|g" \
     -e "s|@SECRET@|$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')|g" \
     "$here/kamailio-tls.cfg.in" >"$d/kamailio.cfg"
@@ -84,24 +86,39 @@ kam_reap() {
   return 0
 }
 
-kam_stop() { # NAME: stop Kamailio; record it if it had already ended (a crash)
-  local name=$1 rc kids
+kam_stop() { # NAME: stop Kamailio (TERM, 10 s, KILL) and record how it ended
+  local name=$1 rc i kids bt
   if alive "$KAM_PID"; then
     kids=$(kam_kids "$KAM_PID")
     [ "$(echo "$kids" | wc -w)" -lt "$(echo "$KAM_KIDS" | wc -w)" ] &&
-      KAM_NOTES+=("run ($name): Kamailio had $(echo "$kids" | wc -w) workers at the end, $(echo "$KAM_KIDS" | wc -w) at start-up")
-    stop "$KAM_PID"
+      KAM_NOTES+=("run ($name): Kamailio had $(echo "$kids" | wc -w) workers at the end, $(echo "$KAM_KIDS" | wc -w) at start-up.")
+    kill -TERM "$KAM_PID" 2>/dev/null
+    for i in $(seq 100); do alive "$KAM_PID" || break; sleep 0.1; done
+    if alive "$KAM_PID"; then
+      KAM_NOTES+=("run ($name): Kamailio did not end within 10 s of TERM; killed.")
+      kill -KILL "$KAM_PID" 2>/dev/null
+    fi
+    wait "$KAM_PID" 2>/dev/null; rc=$?
+    [ "$rc" = 0 ] || KAM_NOTES+=("run ($name): after the load, **Kamailio exited with status $rc on TERM** (128 + signal; 139 = SIGSEGV).")
   else
     wait "$KAM_PID" 2>/dev/null; rc=$?
-    KAM_NOTES+=("run ($name): **Kamailio (PID $KAM_PID) had ended before the run was over, exit status $rc**; the last lines of its log:")
-    KAM_NOTES+=("$(printf '\n```\n%s\n```\n' "$(grep -v -E '^ *$' "$work/kamailio-$name.log" | tail -25)")")
+    KAM_NOTES+=("run ($name): **Kamailio (PID $KAM_PID) ended during the run, exit status $rc** (128 + signal; 139 = SIGSEGV); the last lines of its log:")
+    KAM_NOTES+=("$(printf '```\n%s\n```' "$(grep -v -E '^ *$' "$work/kamailio-$name.log" | tail -25)")")
+  fi
+  # Kamailio enables core dumps; a core lands in its working directory. Its backtrace goes
+  # in the report, the core (about 1 GiB: the shm) is deleted.
+  if [ -f "$work/kamailio/core" ]; then
+    bt=$(command -v gdb >/dev/null && timeout 120 gdb -batch -ex 'bt 12' "$(command -v kamailio)" "$work/kamailio/core" 2>/dev/null | grep -E '^(#|Program terminated)')
+    KAM_NOTES+=("run ($name): core dumped ($(du -m "$work/kamailio/core" | cut -f1) MiB, deleted); backtrace:")
+    KAM_NOTES+=("$(printf '```\n%s\n```' "${bt:-(gdb not available)}")")
+    rm -f "$work/kamailio/core"
   fi
   kam_reap
   KAM_PID=''
 }
 
 kam_load() { # NAME PHONES EXTRA...: as load(), against a fresh Kamailio; sets LOAD_RC
-  local name=$1 n=$2 a; shift 2
+  local name=$1 n=$2 a n0=${#KAM_NOTES[@]}; shift 2
   local extra=()
   while [ $# -gt 0 ]; do # the sipproxy-only flags are dropped
     case $1 in -heap-url | -heap-out | -metrics-url | -gc-url) shift 2 ;; *) extra+=("$1"); shift ;; esac
@@ -115,13 +132,13 @@ kam_load() { # NAME PHONES EXTRA...: as load(), against a fresh Kamailio; sets L
   LOAD_RC=$?
   grep '^connscale:' "$work/connscale-$name.log" >&2
   kam_stop "$name"
-  for a in "${KAM_NOTES[@]}"; do say "$a"; done
+  for a in "${KAM_NOTES[@]:n0}"; do say "$a"; done
   sleep 1
 }
 
 kam_report_head() {
   echo "**Kamailio** $(kamailio -v 2>/dev/null | awk '/^version:/{print $3; exit}') with its tls module ($(openssl version 2>/dev/null | cut -d' ' -f1-2)),"
-  echo "bench/kamailio-tls.cfg.in: children=2, tcp_children=2, -m $KAM_SHM_MB -M $KAM_PKG_MB, tcp/tls_max_connections $((PHONES + 64)),"
+  echo "bench/kamailio-tls.cfg.in: children=2, tcp_children=$KAM_TCP_CHILDREN, TLS method $KAM_TLS_METHOD, -m $KAM_SHM_MB -M $KAM_PKG_MB, tcp/tls_max_connections $((PHONES + 64)),"
   echo "open_files_limit $(ulimit -Sn). Memory: the sum of Pss of its processes (the sum of VmRSS counts its shared memory once per process)."
   echo "Differences from the sipproxy run: no limit of connections per source address (Kamailio 5.6 has none)."
   echo "The sipproxy commit above is the tree the load generator and the certificate come from."
