@@ -17,7 +17,8 @@
 # Open files: every TCP/TLS connection is a descriptor. An image cannot set
 # its own limit; give the container one above the phones it serves plus a
 # margin (--ulimit nofile=N:N, or the runtime's default-ulimits). The binary
-# raises its soft limit to that hard limit by itself (Go's runtime does).
+# raises its soft limit to one below that hard limit by itself (Go's runtime
+# does); it runs as a non-root user, so it cannot raise the hard limit.
 #
 # cmd/sipproxy/ops_test.go builds the binary with the RUN go build line below,
 # exactly as written, and checks the user, ports, volume and health check

@@ -92,6 +92,9 @@ type Server struct {
 
 	listeners []*listener
 	byTrans   map[string]*listener // first listener of each transport: our Via/Record-Route on it
+	// datagrams are the UDP listeners' sockets by bound address, for the
+	// read filter (datagramConn). Written by Start before any is served.
+	datagrams map[netip.AddrPort]*datagramConn
 
 	active   atomic.Int64 // server transactions in the pipeline
 	draining atomic.Bool
@@ -120,12 +123,13 @@ func New(cfg *config.Config, opt Options) (*Server, error) {
 		log = slog.Default()
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		m:       opt.Metrics,
-		rules:   opt.Rules,
-		certs:   newPeerCerts(),
-		byTrans: make(map[string]*listener),
+		cfg:       cfg,
+		log:       log,
+		m:         opt.Metrics,
+		rules:     opt.Rules,
+		certs:     newPeerCerts(),
+		byTrans:   make(map[string]*listener),
+		datagrams: make(map[netip.AddrPort]*datagramConn),
 	}
 	prov := opt.Runtime
 	if prov == nil {
@@ -294,6 +298,13 @@ func (s *Server) clientTLS(c config.TLSClientRuntime) *tls.Config {
 // merely over their rate are answered 503 by the pipeline instead.
 func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, error) {
 	stream := p.Transport != "UDP"
+	if !stream {
+		if a, ok := p.LocalAddr.(*net.UDPAddr); ok {
+			if dc := s.datagrams[a.AddrPort()]; dc != nil {
+				data = dc.whole(data)
+			}
+		}
+	}
 	if len(data) > s.cfg.Limits.MaxMessageBytes {
 		s.m.Throttled.WithLabelValues("message_size").Inc()
 		if stream {
@@ -439,7 +450,9 @@ func (s *Server) bind(lc config.ListenerRuntime) (*listener, func() error, error
 		}
 		l.closer = pc
 		l.bound = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-		run = func() error { return s.sip.ServeUDP(pc) }
+		dc := newDatagramConn(pc, s.cfg.Limits.MaxMessageBytes)
+		s.datagrams[l.bound] = dc
+		run = func() error { return s.sip.ServeUDP(dc) }
 	case "tcp", "tls":
 		ln, err := net.Listen("tcp", lc.Addr)
 		if err != nil {

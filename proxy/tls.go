@@ -70,29 +70,41 @@ type tlsConn struct {
 
 func (c *tlsConn) Read(b []byte) (int, error) {
 	c.handshake.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.l.handshakeTimeout)
-		defer cancel()
-		if err := c.Conn.HandshakeContext(ctx); err != nil {
-			c.err = err
-			if c.l.onHandshakeError != nil {
-				c.l.onHandshakeError(c.remote, err)
-			}
-			return
-		}
-		st := c.Conn.ConnectionState()
-		// Only a certificate that chained to client_ca counts; with
-		// VerifyClientCertIfGiven an unverifiable one fails the handshake.
-		if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
-			c.l.certs.set(c.remote, st.VerifiedChains[0][0])
-			if c.l.onCertificate != nil {
-				c.l.onCertificate(c.remote, st.VerifiedChains[0][0])
-			}
-		}
+		// On a goroutine of its own, which ends with it: the handshake's
+		// crypto grows a goroutine's stack, and sipgo's reader, which
+		// lives as long as the connection, would keep the grown stack.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.err = c.doHandshake()
+		}()
+		<-done
 	})
 	if c.err != nil {
 		return 0, c.err
 	}
 	return c.Conn.Read(b)
+}
+
+func (c *tlsConn) doHandshake() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.l.handshakeTimeout)
+	defer cancel()
+	if err := c.Conn.HandshakeContext(ctx); err != nil {
+		if c.l.onHandshakeError != nil {
+			c.l.onHandshakeError(c.remote, err)
+		}
+		return err
+	}
+	st := c.Conn.ConnectionState()
+	// Only a certificate that chained to client_ca counts; with
+	// VerifyClientCertIfGiven an unverifiable one fails the handshake.
+	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+		c.l.certs.set(c.remote, st.VerifiedChains[0][0])
+		if c.l.onCertificate != nil {
+			c.l.onCertificate(c.remote, st.VerifiedChains[0][0])
+		}
+	}
+	return nil
 }
 
 func (c *tlsConn) Close() error {

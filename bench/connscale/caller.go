@@ -210,7 +210,7 @@ func (c *caller) onInviteResponse(k *call, m *msg) {
 	k.answered = true
 	k.timer.Stop()
 	c.mu.Unlock()
-	r.recordSetup(time.Since(k.start))
+	r.recordSetup(k.id, k.start, time.Since(k.start))
 
 	// The route set is the Record-Route of the 200, reversed; the request
 	// URI is the phone's Contact.

@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -75,12 +76,15 @@ type sample struct {
 	fds          int
 	at           time.Duration
 	goroutineErr string
-	heapInuse    int64 // bytes, after -gc-url
+	heapInuse    int64 // bytes, after -gc-url: spans holding any live object
+	heapAlloc    int64 // bytes, after -gc-url: the live objects themselves
 	stackInuse   int64
 	goroutines   int64
 	pssKiB       int64 // sum of Pss over the proxy's processes
 	fdsMax       int
 	procs        int
+	proxyCPU     time.Duration // CPU time used so far, by the proxy and by this tool
+	selfCPU      time.Duration
 }
 
 type run struct {
@@ -96,6 +100,9 @@ type run struct {
 
 	mu                            sync.Mutex
 	setups                        []time.Duration
+	setupAt                       []time.Time     // when each of setups' INVITEs was sent
+	setupOut                      []time.Duration // of each setup: INVITE sent -> read by the phone (the rest is 200 written -> read by the caller)
+	phoneSaw                      sync.Map        // Call-ID -> time.Time the phone read the INVITE
 	regLat                        []time.Duration
 	refLat                        []time.Duration
 	errs                          []string
@@ -120,10 +127,51 @@ func (r *run) noteErr(format string, args ...any) {
 	}
 }
 
-func (r *run) recordSetup(d time.Duration) {
+func (r *run) recordSetup(id string, start time.Time, d time.Duration) {
+	var out time.Duration = -1
+	if v, ok := r.phoneSaw.LoadAndDelete(id); ok {
+		out = v.(time.Time).Sub(start)
+	}
 	r.mu.Lock()
 	r.setups = append(r.setups, d)
+	r.setupAt = append(r.setupAt, start)
+	r.setupOut = append(r.setupOut, out)
 	r.mu.Unlock()
+}
+
+// slowCalls says whether the slowest calls (at or above p99) bunch together
+// in time, as behind a pause of the proxy or of this tool, or spread over the
+// run, as behind CPU contention: how many 100 ms windows (by INVITE sent)
+// they fall in.
+func (r *run) slowCalls() string {
+	if len(r.setups) < 100 {
+		return ""
+	}
+	s := append([]time.Duration(nil), r.setups...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	p99 := s[int(.99*float64(len(s))+0.999999)-1]
+	windows := map[int64]bool{}
+	n := 0
+	for i, d := range r.setups {
+		if d >= p99 {
+			n++
+			windows[r.setupAt[i].UnixMilli()/100] = true
+		}
+	}
+	return fmt.Sprintf("%d calls at or above p99 (%.2f ms) started in %d distinct 100 ms windows", n, float64(p99.Microseconds())/1000, len(windows))
+}
+
+// writeSetups writes every call's INVITE time (Unix ms) and setup time (ms),
+// for lining the slow ones up with the proxy's GC log (GODEBUG=gctrace=1).
+func (r *run) writeSetups(path string) {
+	var b strings.Builder
+	b.WriteString("invite_unix_ms,setup_ms,invite_to_phone_ms\n")
+	for i, d := range r.setups {
+		fmt.Fprintf(&b, "%d,%.3f,%.3f\n", r.setupAt[i].UnixMilli(), float64(d.Microseconds())/1000, float64(r.setupOut[i].Microseconds())/1000)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "connscale:", err)
+	}
 }
 
 func main() {
@@ -146,11 +194,11 @@ func main() {
 	flag.StringVar(&c.ca, "ca", "", "PEM CA bundle that verifies the proxy's certificate (required)")
 	flag.StringVar(&c.srcIPs, "src-ips", "127.0.0.2-127.0.0.11", "phones' source addresses, round robin: a list (a,b,c) or a range (first-last) of loopback IPv4 addresses")
 	flag.StringVar(&c.callerSrc, "caller-src", "127.0.0.1", "the caller's source address (configure it as a peer)")
-	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only)")
+	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only), and each call's INVITE time and setup time next to it (<report>-setups.csv)")
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
 	flag.BoolVar(&c.proxyChildren, "proxy-children", false, "also sample the processes whose parent is -proxy-pid (Kamailio's workers) and report the sums; the memory per connection is then the slope of the sum of Pss")
 	flag.StringVar(&c.proxyName, "proxy-name", "sipproxy", "the proxy's name in the report")
-	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out")
+	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out, and again after the loaded phase, into -heap-out with \"-end\" before .pprof")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
 	flag.StringVar(&c.metricsURL, "metrics-url", "", "the proxy's Prometheus /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and go_goroutines are read at each sample")
 	flag.StringVar(&c.gcURL, "gc-url", "", "fetched after each RSS sample and before -metrics-url (e.g. the pprof heap endpoint with ?gc=1, which runs a GC): the metrics then show the live heap")
@@ -301,6 +349,23 @@ func procStatus(pid int) (rss, hwm int64, fds int, err error) {
 	return rss, hwm, len(ents), nil
 }
 
+// procCPU is the CPU time (user + system) a process has used, from
+// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, ok := strings.Cut(string(b), ") ") // the command may hold spaces
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(u+st) * 10 * time.Millisecond
+}
+
 func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	if r.cfg.proxyPID == 0 {
 		return
@@ -311,8 +376,9 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 		case <-ctx.Done():
 		}
 	}
-	s := sample{label: label, conns: conns, at: time.Since(r.t0)}
+	s := sample{label: label, conns: conns, at: time.Since(r.t0), selfCPU: procCPU(os.Getpid())}
 	pm, err := readProcMem(r.cfg.proxyPID, r.cfg.proxyChildren)
+	s.proxyCPU = pm.cpu
 	if err != nil {
 		s.goroutineErr = err.Error()
 	}
@@ -325,6 +391,7 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	if r.cfg.metricsURL != "" {
 		if body, err := r.get(ctx, r.cfg.metricsURL); err == nil {
 			s.heapInuse = metricValue(body, "go_memstats_heap_inuse_bytes")
+			s.heapAlloc = metricValue(body, "go_memstats_heap_alloc_bytes")
 			s.stackInuse = metricValue(body, "go_memstats_stack_inuse_bytes")
 			s.goroutines = metricValue(body, "go_goroutines")
 		}
@@ -332,8 +399,8 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
-	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB Pss=%d KiB fds=%d procs=%d heap_inuse=%d KiB stack_inuse=%d KiB goroutines=%d\n",
-		s.at.Seconds(), label, conns, rss, hwm, s.pssKiB, fds, s.procs, s.heapInuse>>10, s.stackInuse>>10, s.goroutines)
+	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB Pss=%d KiB fds=%d procs=%d heap_inuse=%d KiB heap_alloc=%d KiB stack_inuse=%d KiB goroutines=%d\n",
+		s.at.Seconds(), label, conns, rss, hwm, s.pssKiB, fds, s.procs, s.heapInuse>>10, s.heapAlloc>>10, s.stackInuse>>10, s.goroutines)
 }
 
 // get fetches a loopback URL (bounded in time and size).
@@ -529,7 +596,9 @@ func (r *run) steady(ctx context.Context, cl *caller) {
 	r.mu.Unlock()
 }
 
-func (r *run) fetchHeap(ctx context.Context) {
+// fetchHeap writes the proxy's heap profile to out (-heap-out, or its "-end"
+// variant after the loaded phase: what the load left behind, not the connections).
+func (r *run) fetchHeap(ctx context.Context, out string) {
 	if r.cfg.heapURL == "" {
 		return
 	}
@@ -546,14 +615,14 @@ func (r *run) fetchHeap(ctx context.Context) {
 		return
 	}
 	defer resp.Body.Close()
-	f, err := os.Create(r.cfg.heapOut)
+	f, err := os.Create(out)
 	if err != nil {
 		r.noteErr("heap profile: %v", err)
 		return
 	}
 	defer f.Close()
 	_, _ = io.Copy(f, io.LimitReader(resp.Body, 256<<20))
-	fmt.Printf("connscale: heap profile at %d connections written to %s\n", r.liveConns(), r.cfg.heapOut)
+	fmt.Printf("connscale: heap profile at %d connections written to %s\n", r.liveConns(), out)
 }
 
 func (r *run) main() bool {
@@ -588,7 +657,7 @@ func (r *run) main() bool {
 	r.mu.Unlock()
 	fmt.Printf("connscale: %6.1fs %d/%d registered (%d failed)\n", time.Since(r.t0).Seconds(), r.st.regOK.Load(), c.phones, r.st.regFail.Load())
 	r.sample(ctx, "N", r.liveConns(), true)
-	r.fetchHeap(ctx)
+	r.fetchHeap(ctx, c.heapOut)
 
 	if ctx.Err() == nil {
 		r.steady(ctx, cl)
@@ -602,6 +671,7 @@ func (r *run) main() bool {
 		}
 	}
 	r.sample(ctx, "end (N, loaded)", r.liveConns(), false)
+	r.fetchHeap(ctx, strings.TrimSuffix(c.heapOut, ".pprof")+"-end.pprof")
 
 	r.stopping.Store(true)
 	for _, p := range r.phones {
@@ -637,6 +707,7 @@ func (r *run) main() bool {
 		if err := os.WriteFile(c.report, []byte(rep), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "connscale:", err)
 		}
+		r.writeSetups(strings.TrimSuffix(c.report, ".md") + "-setups.csv")
 	}
 	return r.passed()
 }
@@ -696,13 +767,24 @@ func (r *run) reportText() string {
 	w("| initial REGISTER (with 401 round) p50 / p99 ms | %s / %s |\n", pct(r.regLat, .5), pct(r.regLat, .99))
 	w("| refresh REGISTER p50 / p99 ms | %s / %s |\n", pct(r.refLat, .5), pct(r.refLat, .99))
 	w("| call setup INVITE->200 p50 / p99 / max ms (%d calls) | %s / %s / %s |\n", len(r.setups), pct(r.setups, .5), pct(r.setups, .99), pct(r.setups, 1))
+	if sc := r.slowCalls(); sc != "" {
+		w("| slowest calls | %s |\n", sc)
+	}
+	var out, back []time.Duration
+	for i, o := range r.setupOut {
+		if o >= 0 {
+			out = append(out, o)
+			back = append(back, r.setups[i]-o)
+		}
+	}
+	w("| call setup split: INVITE sent -> read by the phone / 180+200 from the phone -> 200 read by the caller, p50 / p99 ms | %s / %s; %s / %s |\n", pct(out, .5), pct(out, .99), pct(back, .5), pct(back, .99))
 	if len(r.samples) > 0 && c.proxyChildren {
 		b.WriteString(r.treeReport())
 	} else if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
-		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | live heap KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|\n")
+		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | heap in use KiB (after GC) | live objects KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, sm := range r.samples {
-			w("| %s | %.1f s | %d | %d | %d | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds, sm.heapInuse>>10, sm.stackInuse>>10, sm.goroutines)
+			w("| %s | %.1f s | %d | %d | %d | %d | %d | %d | %d | %d |\n", sm.label, sm.at.Seconds(), sm.conns, sm.rssKiB, sm.hwmKiB, sm.fds, sm.heapInuse>>10, sm.heapAlloc>>10, sm.stackInuse>>10, sm.goroutines)
 		}
 		var half, full *sample
 		for i := range r.samples {
@@ -713,6 +795,11 @@ func (r *run) reportText() string {
 				full = &r.samples[i]
 			}
 		}
+		if last := r.samples[len(r.samples)-1]; full != nil && last.at > full.at {
+			wall := (last.at - full.at).Seconds()
+			w("\nCPU from N to the end (%.1f s, the loaded phase): sipproxy %.2f CPUs, this load generator %.2f CPUs (of %d).\n",
+				wall, (last.proxyCPU-full.proxyCPU).Seconds()/wall, (last.selfCPU-full.selfCPU).Seconds()/wall, runtime.NumCPU())
+		}
 		if half != nil && full != nil && full.conns > half.conns {
 			slope := float64(full.rssKiB-half.rssKiB) / float64(full.conns-half.conns)
 			w("\nKiB per held connection (VmRSS slope N/2 -> N): **%.1f**", slope)
@@ -722,8 +809,8 @@ func (r *run) reportText() string {
 			w("\n")
 			if full.heapInuse > 0 {
 				dc := float64(full.conns - half.conns)
-				w("\nLive heap per held connection (after a forced GC, slope N/2 -> N): **%.1f KiB**; goroutine stacks: **%.1f KiB**; goroutines: **%.2f** per connection. VmRSS also holds garbage not yet collected (sipproxy sets GOGC=400 unless GOGC is set) and freed memory not yet returned to the OS.\n",
-					float64(full.heapInuse-half.heapInuse)/1024/dc, float64(full.stackInuse-half.stackInuse)/1024/dc, float64(full.goroutines-half.goroutines)/dc)
+				w("\nHeap in use per held connection (after a forced GC, slope N/2 -> N): **%.1f KiB** (live objects %.1f KiB; the rest is free space in spans that still hold a live object); goroutine stacks: **%.1f KiB**; goroutines: **%.2f** per connection. VmRSS also holds garbage not yet collected (sipproxy sets GOGC=400 unless GOGC is set) and freed memory not yet returned to the OS.\n",
+					float64(full.heapInuse-half.heapInuse)/1024/dc, float64(full.heapAlloc-half.heapAlloc)/1024/dc, float64(full.stackInuse-half.stackInuse)/1024/dc, float64(full.goroutines-half.goroutines)/dc)
 			}
 		}
 	}

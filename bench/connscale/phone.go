@@ -141,6 +141,7 @@ func (p *phone) handleRequest(m *msg) {
 	switch m.method {
 	case "INVITE":
 		st.invitesIn.Add(1)
+		p.r.phoneSaw.LoadOrStore(m.get("Call-ID"), time.Now()) // for the split of the setup time
 		if !strings.Contains(uriOf(m.get("To")), "sip:"+p.user+"@") {
 			st.misdelivered.Add(1)
 		}

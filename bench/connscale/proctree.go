@@ -3,16 +3,19 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // procMem is one memory reading of the proxy: its process, and with
 // -proxy-children the processes it forked (Kamailio's workers) too.
 type procMem struct {
-	rss, hwm, pss int64 // KiB, summed over the processes
-	fds           int   // open files, summed
-	fdsMax        int   // open files of the process holding the most (the per-process limit binds there)
+	rss, hwm, pss int64         // KiB, summed over the processes
+	cpu           time.Duration // CPU time used so far (utime + stime), summed
+	fds           int           // open files, summed
+	fdsMax        int           // open files of the process holding the most (the per-process limit binds there)
 	procs         int
 }
 
@@ -40,6 +43,7 @@ func readProcMem(pid int, children bool) (procMem, error) {
 		m.fds += fds
 		m.fdsMax = max(m.fdsMax, fds)
 		m.pss += pss(p)
+		m.cpu += procCPU(p)
 		m.procs++
 	}
 	return m, nil
@@ -113,6 +117,11 @@ func (r *run) treeReport() string {
 		case "N":
 			full = sm
 		}
+	}
+	if last := r.samples[len(r.samples)-1]; full != nil && last.at > full.at {
+		wall := (last.at - full.at).Seconds()
+		w("\nCPU from N to the end (%.1f s, the loaded phase): %s %.2f CPUs (all its processes), this load generator %.2f CPUs (of %d).\n",
+			wall, r.cfg.proxyName, (last.proxyCPU-full.proxyCPU).Seconds()/wall, (last.selfCPU-full.selfCPU).Seconds()/wall, runtime.NumCPU())
 	}
 	if half != nil && full != nil && full.conns > half.conns {
 		w("\nKiB per held connection (sum of Pss, slope N/2 -> N): **%.1f**", float64(full.pssKiB-half.pssKiB)/float64(full.conns-half.conns))
