@@ -40,6 +40,12 @@
 #   PORT_BASE=27000      +60 TCP, +61 TLS, +90 metrics, +91 pprof
 #   SKIP_BASELINE=1      run (b) only
 #   LOG_LEVEL=warn  SIPPROXY_ENV="GOGC=200"
+#   PROXY=sipproxy       or kamailio: the same two runs against Kamailio 5.6 with its tls
+#                        module (bench/kamailio-tls.cfg.in; installs kamailio and
+#                        kamailio-tls-modules with apt-get when missing). Its memory is the sum
+#                        of Pss of all its processes; the report is <UTC>-connscale-kamailio.md.
+#   KAM_SHM_MB=1024+PHONES/16  KAM_PKG_MB=32   Kamailio's -m and -M
+#   KAM_TLS_METHOD=TLSv1.2+  KAM_TCP_CHILDREN=2   (the variants tried against the crash)
 #
 # Loopback only. Every process it starts is recorded by PID and ended by PID (TERM, then
 # KILL after 5 s) on exit; it signals nothing else. Each load run is bounded by `timeout`
@@ -59,6 +65,7 @@ PHONES_PER_IP=${PHONES_PER_IP:-2000}
 PORT_BASE=${PORT_BASE:-27000}
 SKIP_BASELINE=${SKIP_BASELINE:-0}
 LOG_LEVEL=${LOG_LEVEL:-warn}
+PROXY=${PROXY:-sipproxy}
 SIPPROXY_ENV=${SIPPROXY_ENV:-}
 P_TCP=$((PORT_BASE + 60)) P_TLS=$((PORT_BASE + 61)) P_MET=$((PORT_BASE + 90)) P_PPROF=$((PORT_BASE + 91))
 
@@ -67,13 +74,20 @@ ts=$(date -u +%Y%m%dT%H%M%SZ)
 work=$(mktemp -d "${TMPDIR:-/tmp}/sipproxy-connscale.XXXXXX")
 mkdir -p "$here/results"
 out_md="$here/results/$ts-connscale.md"
+case $PROXY in
+  sipproxy) ;;
+  kamailio) out_md="$here/results/$ts-connscale-kamailio.md" ;;
+  *) echo "PROXY must be sipproxy or kamailio" >&2; exit 1 ;;
+esac
 say() { printf '[connscale %4ds] %s\n' $((SECONDS - T0)) "$*" >&2; }
 die() { say "FATAL: $*"; exit 1; }
 
 # shellcheck source=bench/procs.sh
 . "$here/procs.sh"
+kam_reap() { :; } # bench/connscale-kamailio.sh defines it with PROXY=kamailio
 cleanup() {
   stop_started
+  kam_reap
   return 0
 }
 trap cleanup EXIT
@@ -161,6 +175,7 @@ sp_start() { # NAME
 }
 load() { # NAME PHONES EXTRA...: one bounded load run against a fresh sipproxy; sets LOAD_RC
   local name=$1 n=$2; shift 2
+  if [ "$PROXY" = kamailio ]; then kam_load "$name" "$n" "$@"; return; fi
   sp_start "$name"
   say "run ($name): $n phone(s), sipproxy pid $SP_PID, nofile $(awk '/open files/{print $4}' "/proc/$SP_PID/limits")"
   timeout -k 5 $((n / REGISTER_RATE * 2 + 300)) "$work/connscale" -proxy "127.0.0.1:$P_TLS" -call-proxy "127.0.0.1:$P_TCP" \
@@ -172,6 +187,13 @@ load() { # NAME PHONES EXTRA...: one bounded load run against a fresh sipproxy; 
   stop "$SP_PID"
   sleep 1
 }
+
+# shellcheck source=bench/connscale-kamailio.sh
+if [ "$PROXY" = kamailio ]; then
+  . "$here/connscale-kamailio.sh"
+  kam_tools
+  kam_config
+fi
 
 # ---------------------------------------------------------------- runs
 if [ "$SKIP_BASELINE" != 1 ]; then
@@ -196,6 +218,7 @@ p50() { sed -n 's/^| call setup INVITE->200 p50 \/ p99 \/ max ms ([0-9]* calls) 
   echo "(limits.connections_per_source: $CONN_LIMIT, sources $SRC_IPS); open files soft/hard $(ulimit -Sn)/$(ulimit -Hn)."
   echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg). The load generator runs on the same 2 CPUs."
   echo
+  [ "$PROXY" = kamailio ] && kam_report_head
   if [ "$SKIP_BASELINE" != 1 ]; then
     a50=$(p50 "$work/report-baseline.md") a99=$(p99 "$work/report-baseline.md")
     b50=$(p50 "$work/report-phones.md") b99=$(p99 "$work/report-phones.md")
@@ -213,8 +236,9 @@ p50() { sed -n 's/^| call setup INVITE->200 p50 \/ p99 \/ max ms ([0-9]* calls) 
   fi
   echo
   echo "Exit codes: baseline ${RC_A:--}, phones $RC_B (0 = no failure)."
+  [ "$PROXY" = kamailio ] && kam_report_tail
 } >"$out_md"
 # The binary profile stays in the work directory (its top is in the report):
 # results in git are text.
-say "report: $out_md (heap profile: $work/heap-N.pprof)"
+if [ "$PROXY" = kamailio ]; then say "report: $out_md (Kamailio's logs: $work/kamailio-*.log)"; else say "report: $out_md (heap profile: $work/heap-N.pprof)"; fi
 [ "$RC_B" = 0 ] && [ "${RC_A:-0}" = 0 ]

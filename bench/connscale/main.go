@@ -46,6 +46,8 @@ type config struct {
 	srcIPs, callerSrc                    string
 	report                               string
 	proxyPID                             int
+	proxyChildren                        bool
+	proxyName                            string
 	heapURL, heapOut                     string
 	metricsURL, gcURL                    string
 	label                                string
@@ -78,6 +80,9 @@ type sample struct {
 	heapAlloc    int64 // bytes, after -gc-url: the live objects themselves
 	stackInuse   int64
 	goroutines   int64
+	pssKiB       int64 // sum of Pss over the proxy's processes
+	fdsMax       int
+	procs        int
 	proxyCPU     time.Duration // CPU time used so far, by the proxy and by this tool
 	selfCPU      time.Duration
 }
@@ -191,6 +196,8 @@ func main() {
 	flag.StringVar(&c.callerSrc, "caller-src", "127.0.0.1", "the caller's source address (configure it as a peer)")
 	flag.StringVar(&c.report, "report", "", "write a markdown report here (default: stdout only), and each call's INVITE time and setup time next to it (<report>-setups.csv)")
 	flag.IntVar(&c.proxyPID, "proxy-pid", 0, "sample VmRSS/VmHWM and open files of this PID at 0, N/2, N connections and at the end")
+	flag.BoolVar(&c.proxyChildren, "proxy-children", false, "also sample the processes whose parent is -proxy-pid (Kamailio's workers) and report the sums; the memory per connection is then the slope of the sum of Pss")
+	flag.StringVar(&c.proxyName, "proxy-name", "sipproxy", "the proxy's name in the report")
 	flag.StringVar(&c.heapURL, "heap-url", "", "fetch this URL (a pprof heap endpoint) when N connections are held, into -heap-out, and again after the loaded phase, into -heap-out with \"-end\" before .pprof")
 	flag.StringVar(&c.heapOut, "heap-out", "heap.pprof", "where -heap-url's answer is written")
 	flag.StringVar(&c.metricsURL, "metrics-url", "", "the proxy's Prometheus /metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes and go_goroutines are read at each sample")
@@ -369,12 +376,15 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 		case <-ctx.Done():
 		}
 	}
-	s := sample{label: label, conns: conns, at: time.Since(r.t0), proxyCPU: procCPU(r.cfg.proxyPID), selfCPU: procCPU(os.Getpid())}
-	rss, hwm, fds, err := procStatus(r.cfg.proxyPID)
+	s := sample{label: label, conns: conns, at: time.Since(r.t0), selfCPU: procCPU(os.Getpid())}
+	pm, err := readProcMem(r.cfg.proxyPID, r.cfg.proxyChildren)
+	s.proxyCPU = pm.cpu
 	if err != nil {
 		s.goroutineErr = err.Error()
 	}
+	rss, hwm, fds := pm.rss, pm.hwm, pm.fds
 	s.rssKiB, s.hwmKiB, s.fds = rss, hwm, fds
+	s.pssKiB, s.fdsMax, s.procs = pm.pss, pm.fdsMax, pm.procs
 	if r.cfg.gcURL != "" {
 		_, _ = r.get(ctx, r.cfg.gcURL)
 	}
@@ -389,8 +399,8 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 	r.mu.Lock()
 	r.samples = append(r.samples, s)
 	r.mu.Unlock()
-	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB fds=%d heap_inuse=%d KiB heap_alloc=%d KiB stack_inuse=%d KiB goroutines=%d\n",
-		s.at.Seconds(), label, conns, rss, hwm, fds, s.heapInuse>>10, s.heapAlloc>>10, s.stackInuse>>10, s.goroutines)
+	fmt.Printf("connscale: %6.1fs sample %-14s conns=%d VmRSS=%d KiB VmHWM=%d KiB Pss=%d KiB fds=%d procs=%d heap_inuse=%d KiB heap_alloc=%d KiB stack_inuse=%d KiB goroutines=%d\n",
+		s.at.Seconds(), label, conns, rss, hwm, s.pssKiB, fds, s.procs, s.heapInuse>>10, s.heapAlloc>>10, s.stackInuse>>10, s.goroutines)
 }
 
 // get fetches a loopback URL (bounded in time and size).
@@ -768,7 +778,9 @@ func (r *run) reportText() string {
 		}
 	}
 	w("| call setup split: INVITE sent -> read by the phone / 180+200 from the phone -> 200 read by the caller, p50 / p99 ms | %s / %s; %s / %s |\n", pct(out, .5), pct(out, .99), pct(back, .5), pct(back, .99))
-	if len(r.samples) > 0 {
+	if len(r.samples) > 0 && c.proxyChildren {
+		b.WriteString(r.treeReport())
+	} else if len(r.samples) > 0 {
 		w("\nsipproxy (PID %d) memory, from /proc/PID/status:\n\n", c.proxyPID)
 		w("| sample | at | held phone connections | VmRSS KiB | VmHWM KiB | open files | heap in use KiB (after GC) | live objects KiB (after GC) | stacks KiB | goroutines |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, sm := range r.samples {
