@@ -10,7 +10,7 @@
 KAM_SHM_MB=${KAM_SHM_MB:-$((1024 + PHONES / 16))}
 KAM_PKG_MB=${KAM_PKG_MB:-32}
 KAM_TLS_METHOD=${KAM_TLS_METHOD:-TLSv1.2+}   # the tls module's method (TLSv1.2: no TLS 1.3)
-KAM_TCP_CHILDREN=${KAM_TCP_CHILDREN:-2}      # as the anchor
+KAM_TCP_CHILDREN=${KAM_TCP_CHILDREN:-1}      # the anchor has 2; Kamailio 5.6.3's tls double free kills it from ~1,000 connections with 2
 KAM_PID='' KAM_KIDS='' KAM_NOTES=()
 
 kam_tools() {

@@ -45,7 +45,7 @@
 #                        kamailio-tls-modules with apt-get when missing). Its memory is the sum
 #                        of Pss of all its processes; the report is <UTC>-connscale-kamailio.md.
 #   KAM_SHM_MB=1024+PHONES/16  KAM_PKG_MB=32   Kamailio's -m and -M
-#   KAM_TLS_METHOD=TLSv1.2+  KAM_TCP_CHILDREN=2   (the variants tried against the crash)
+#   KAM_TLS_METHOD=TLSv1.2+  KAM_TCP_CHILDREN=1   (2 is the anchor's; it crashes, see docs)
 #
 # Loopback only. Every process it starts is recorded by PID and ended by PID (TERM, then
 # KILL after 5 s) on exit; it signals nothing else. Each load run is bounded by `timeout`
