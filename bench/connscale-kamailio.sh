@@ -17,13 +17,7 @@ kam_tools() {
   local mods=/usr/lib/x86_64-linux-gnu/kamailio/modules need=()
   command -v kamailio >/dev/null || need+=(kamailio)
   [ -e "$mods/tls.so" ] || need+=(kamailio-tls-modules)
-  if [ ${#need[@]} -gt 0 ]; then
-    say "installing ${need[*]} with apt-get"
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    ($sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq &&
-      $sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "${need[@]}") >"$work/apt.log" 2>&1 ||
-      die "apt-get install ${need[*]} failed; see $work/apt.log"
-  fi
+  apt_install "${need[@]}"
   [ -e "$mods/tls.so" ] || die "Kamailio's tls module ($mods/tls.so) is missing"
 }
 

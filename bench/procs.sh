@@ -1,4 +1,4 @@
-# bench/procs.sh: the process bookkeeping every bench script shares (sourced, not run).
+# bench/procs.sh: what every bench script shares (sourced, not run): process bookkeeping and tool installation.
 # Every process a script starts goes through spawn, which records its PID; stop and
 # stop_started end exactly those PIDs (TERM, up to 5 s, then KILL) and nothing else.
 
@@ -31,4 +31,13 @@ stop_started() { # every process spawn started, the last first
   local i
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
   return 0
+}
+
+apt_install() { # PACKAGE...: install the Debian packages with apt-get (bounded), or die; log in $work/apt.log
+  [ $# -gt 0 ] || return 0
+  say "installing $* with apt-get"
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  ($sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq &&
+    $sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "$@") >"$work/apt.log" 2>&1 ||
+    die "apt-get install $* failed; see $work/apt.log"
 }

@@ -173,15 +173,9 @@ ensure_tools() {
   local need=()
   command -v sipp >/dev/null || need+=(sip-tester)
   command -v kamailio >/dev/null || need+=(kamailio)
-  if [ ${#need[@]} -gt 0 ]; then
-    say "installing ${need[*]} with apt-get"
-    # Debian's kamailio init script does not start the service unless
-    # RUN_KAMAILIO=yes is set in /etc/default/kamailio.
-    local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    ($sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq &&
-      $sudo env DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq --no-install-recommends "${need[@]}") >"$work/apt.log" 2>&1 ||
-      die "apt-get install ${need[*]} failed; see $work/apt.log"
-  fi
+  # Debian's kamailio init script does not start the service unless
+  # RUN_KAMAILIO=yes is set in /etc/default/kamailio.
+  apt_install "${need[@]}"
   command -v ss >/dev/null || die "ss (iproute2) is required"
   command -v curl >/dev/null || die "curl is required"
   PRELOAD=
