@@ -68,3 +68,47 @@ func TestStreamFloodClosed(t *testing.T) {
 		})
 	}
 }
+
+// TestOversizeStreamHeadersRefused: headers dripped in pieces smaller than
+// the read buffer, as one line that never ends or as many complete lines,
+// are bounded by max_message_bytes like a body is: the connection is closed
+// once the message passes the limit, with no end of headers ever sent.
+func TestOversizeStreamHeadersRefused(t *testing.T) {
+	for _, shape := range []string{"one-line", "many-lines"} {
+		t.Run(shape, func(t *testing.T) {
+			px := startProxy(t, proxyOpts{limits: "limits:\n  max_message_bytes: 20000\n"})
+			c, err := net.Dial("tcp", px.Addr("tcp"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			head := "OPTIONS sip:" + px.Addr("tcp") + " SIP/2.0\r\nVia: SIP/2.0/TCP " + c.LocalAddr().String() + ";branch=z9hG4bKdrip\r\n"
+			var rest string
+			if shape == "one-line" {
+				rest = "X-Pad: " + strings.Repeat("y", 60000)
+			} else {
+				rest = strings.Repeat("X-Pad: "+strings.Repeat("y", 50)+"\r\n", 1200)
+			}
+			b := []byte(head + rest)
+			closedEarly := false
+			for len(b) > 0 {
+				n := min(500, len(b))
+				if _, err := c.Write(b[:n]); err != nil {
+					closedEarly = true
+					break
+				}
+				b = b[n:]
+				time.Sleep(200 * time.Microsecond)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 4096)); err == nil || (!closedEarly && isTimeout(err)) {
+				t.Fatalf("the connection stayed open after %s of headers over max_message_bytes (read: %v)", shape, err)
+			}
+		})
+	}
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
