@@ -327,6 +327,10 @@ func (s *Server) readFilter(p sip.TransportReadProps, data []byte) ([]byte, erro
 }
 
 func sourceAddr(a net.Addr) (netip.Addr, bool) {
+	if n, ok := a.(namedAddr); ok {
+		// An accepted TCP/TLS connection's address (stallGuardConn).
+		a = n.Addr
+	}
 	switch a := a.(type) {
 	case *net.UDPAddr:
 		return a.AddrPort().Addr().Unmap(), true
