@@ -10,12 +10,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -77,26 +79,50 @@ func (p *proc) log() string {
 	return string(b)
 }
 
+// freePort returns a port free for both TCP and UDP on 127.0.0.1, for a
+// process the test starts to bind later. It is drawn from below the
+// kernel's ephemeral range (portPool): a port taken from the ephemeral range (bind to
+// :0, close, hand over) can be given by the kernel to any outgoing
+// connection (sipp's, socat's, a Redis client's) before the process binds
+// it, which failed CI runs with "address already in use". Ports handed out
+// once are not handed out again by this process.
 func freePort(t *testing.T) int {
 	t.Helper()
-	// A port free for both TCP and UDP.
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	lo, span := portPool()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		port := lo + rand.IntN(span)
+		if portsGiven[port] {
+			continue
 		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
+		portsGiven[port] = true
 		return port
 	}
 	t.Fatal("no free port")
 	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portPool is the range freePort draws from: 10000-19999, below Linux's
+// default ephemeral range (32768-60999), above the demo's 5060/5061/9090
+// and CI's Redis (6390-6409), and clear of the bench scripts' ports
+// (25060-28099).
+func portPool() (lo, span int) { return 10000, 10000 }
 
 // buildProxy compiles ./cmd/sipproxy into dir.
 func buildProxy(t *testing.T, dir string) string {
