@@ -3,7 +3,6 @@ package proxy_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -43,13 +42,7 @@ func TestNoUserEnumeration(t *testing.T) {
 	}
 	// A raw UDP socket, as a scanner has: every response is seen, the
 	// 100 Trying included (a SIP stack may absorb it).
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	local := conn.LocalAddr().String()
-	proxyAddr, _ := net.ResolveUDPAddr("udp", px.Addr("udp"))
+	conn, local, proxyAddr := rawUDP(t, px)
 	ask := func(method sip.RequestMethod, to sip.Uri) (*sip.Response, []int, time.Duration) {
 		t.Helper()
 		callID := sip.GenerateTagN(16)

@@ -465,6 +465,22 @@ func freePort(t testing.TB, network string) int {
 	}
 }
 
+// rawUDP is a bare UDP socket on loopback aimed at px's UDP listener, as a
+// scanner has: every datagram the proxy sends back is seen.
+func rawUDP(t testing.TB, px *testProxy) (conn net.PacketConn, local string, proxyAddr *net.UDPAddr) {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	proxyAddr, err = net.ResolveUDPAddr("udp", px.Addr("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, conn.LocalAddr().String(), proxyAddr
+}
+
 // busy answers 486.
 func busy(p *phone, req *sip.Request, tx sip.ServerTransaction) {
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))

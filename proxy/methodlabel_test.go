@@ -2,7 +2,6 @@ package proxy_test
 
 import (
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +14,7 @@ import (
 // method is counted under method="other".
 func TestInventedMethodsAddNoSeries(t *testing.T) {
 	px := startProxy(t, proxyOpts{})
-	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	local := conn.LocalAddr().String()
-	proxyAddr, _ := net.ResolveUDPAddr("udp", px.Addr("udp"))
+	conn, local, proxyAddr := rawUDP(t, px)
 	const n = 40
 	for i := range n {
 		method := fmt.Sprintf("XMETHOD%d", i)
