@@ -15,27 +15,48 @@ import (
 // the pipeline looks it up by the request's source address.
 type peerCerts struct {
 	mu sync.RWMutex
-	m  map[string]*x509.Certificate
+	m  map[string]peerCert
 }
 
-func newPeerCerts() *peerCerts { return &peerCerts{m: make(map[string]*x509.Certificate)} }
+// peerCert is a verified certificate and the connection it came with: only
+// that connection, while open, may record or remove it. Keyed by ip:port
+// alone, a Close racing the end of its handshake left the certificate behind
+// for the next connection from the same ip:port, and a late Close of an old
+// connection removed the certificate of a new one on a reused port.
+type peerCert struct {
+	cert  *x509.Certificate
+	owner *tlsConn
+}
+
+func newPeerCerts() *peerCerts { return &peerCerts{m: make(map[string]peerCert)} }
 
 func (p *peerCerts) get(remote string) *x509.Certificate {
 	p.mu.RLock()
-	c := p.m[remote]
+	c := p.m[remote].cert
 	p.mu.RUnlock()
 	return c
 }
 
-func (p *peerCerts) set(remote string, c *x509.Certificate) {
+// set records conn's certificate unless conn is already closed; it reports
+// whether it did.
+func (p *peerCerts) set(conn *tlsConn, c *x509.Certificate) bool {
 	p.mu.Lock()
-	p.m[remote] = c
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	if conn.closed {
+		return false
+	}
+	p.m[conn.remote] = peerCert{cert: c, owner: conn}
+	return true
 }
 
-func (p *peerCerts) forget(remote string) {
+// forget marks conn closed and removes its certificate, not another
+// connection's recorded since under the same ip:port.
+func (p *peerCerts) forget(conn *tlsConn) {
 	p.mu.Lock()
-	delete(p.m, remote)
+	conn.closed = true
+	if e, ok := p.m[conn.remote]; ok && e.owner == conn {
+		delete(p.m, conn.remote)
+	}
 	p.mu.Unlock()
 }
 
@@ -66,6 +87,7 @@ type tlsConn struct {
 	remote    string
 	handshake sync.Once
 	err       error
+	closed    bool // guarded by l.certs.mu
 }
 
 func (c *tlsConn) Read(b []byte) (int, error) {
@@ -99,8 +121,7 @@ func (c *tlsConn) doHandshake() error {
 	// Only a certificate that chained to client_ca counts; with
 	// VerifyClientCertIfGiven an unverifiable one fails the handshake.
 	if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
-		c.l.certs.set(c.remote, st.VerifiedChains[0][0])
-		if c.l.onCertificate != nil {
+		if c.l.certs.set(c, st.VerifiedChains[0][0]) && c.l.onCertificate != nil {
 			c.l.onCertificate(c.remote, st.VerifiedChains[0][0])
 		}
 	}
@@ -108,6 +129,6 @@ func (c *tlsConn) doHandshake() error {
 }
 
 func (c *tlsConn) Close() error {
-	c.l.certs.forget(c.remote)
+	c.l.certs.forget(c)
 	return c.Conn.Close()
 }
