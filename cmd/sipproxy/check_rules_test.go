@@ -24,7 +24,7 @@ func TestCheckWarnsRuleOutsideDomains(t *testing.T) {
 	os.WriteFile(cfg, []byte(`server:
   domains: [contoso.com]
   listen:
-    - {transport: tcp, addr: "127.0.0.1:5060"}
+    - {transport: tcp, addr: "127.0.0.1:0"}
 voicemail:
   uri: "sip:um.contoso.com:5066;transport=tcp"
 forwarding:

@@ -30,8 +30,8 @@ func TestCheck(t *testing.T) {
 	os.WriteFile(bad, []byte(`server:
   domains: [contoso.com]
   listen:
-    - {transport: tcp, addr: "127.0.0.1:5060"}
-    - {transport: sctp, addr: "127.0.0.1:5062"}
+    - {transport: tcp, addr: "127.0.0.1:0"}
+    - {transport: sctp, addr: "127.0.0.1:0"}
   lisen: []
 voicemail:
   uri: "sip:um contoso"
@@ -45,7 +45,7 @@ auth:
 	os.WriteFile(good, []byte(`server:
   domains: [contoso.com]
   listen:
-    - {transport: tcp, addr: "127.0.0.1:5060"}
+    - {transport: tcp, addr: "127.0.0.1:0"}
 voicemail:
   uri: "sip:um.contoso.com:5066;transport=tcp"
 `), 0o600)
