@@ -447,22 +447,38 @@ func (r *run) liveConns() int {
 }
 
 // ramp opens and registers phones [from, to) at -register-rate.
+// pacer spaces events 1/rate apart from its start; behind schedule, it
+// lets the next event go at once (catching up) instead of skipping it.
+type pacer struct {
+	next     time.Time
+	interval time.Duration
+}
+
+func newPacer(rate float64) *pacer {
+	return &pacer{next: time.Now(), interval: time.Duration(float64(time.Second) / rate)}
+}
+
+// wait blocks until the next event is due; false if ctx ended first.
+func (p *pacer) wait(ctx context.Context) bool {
+	if d := time.Until(p.next); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return false
+		}
+	}
+	p.next = p.next.Add(p.interval)
+	return true
+}
+
 func (r *run) ramp(ctx context.Context, from, to int) {
-	interval := time.Duration(float64(time.Second) / r.cfg.registerRate)
+	pace := newPacer(r.cfg.registerRate)
 	sem := make(chan struct{}, r.cfg.maxConcurrentRamp)
 	var wg sync.WaitGroup
-	next := time.Now()
 	for i := from; i < to; i++ {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || !pace.wait(ctx) {
 			break
 		}
-		if d := time.Until(next); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-ctx.Done():
-			}
-		}
-		next = next.Add(interval)
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -515,17 +531,11 @@ func (r *run) steady(ctx context.Context, cl *caller) {
 		if r.cfg.refreshRate == 0 {
 			return
 		}
-		interval := time.Duration(float64(time.Second) / r.cfg.refreshRate)
-		next := time.Now()
+		pace := newPacer(r.cfg.refreshRate)
 		for i := 0; sctx.Err() == nil; i++ {
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-sctx.Done():
-					return
-				}
+			if !pace.wait(sctx) {
+				return
 			}
-			next = next.Add(interval)
 			p := r.phones[i%len(r.phones)]
 			if p == nil || p.conn == nil || p.closed.Load() {
 				r.st.refreshSkipped.Add(1)
@@ -558,17 +568,11 @@ func (r *run) steady(ctx context.Context, cl *caller) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			interval := time.Duration(float64(time.Second) / r.cfg.callRate)
-			next := time.Now()
+			pace := newPacer(r.cfg.callRate)
 			for sctx.Err() == nil {
-				if d := time.Until(next); d > 0 {
-					select {
-					case <-time.After(d):
-					case <-sctx.Done():
-						return
-					}
+				if !pace.wait(sctx) {
+					return
 				}
-				next = next.Add(interval)
 				target := -1
 				for try := 0; try < 10; try++ {
 					k := rand.IntN(len(r.phones))
