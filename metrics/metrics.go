@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"regexp"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,7 +129,13 @@ func New() *Metrics {
 		}),
 	}
 	m.Registry.MustRegister(
-		collectors.NewGoCollector(),
+		// Beside the defaults, two scheduler figures from runtime/metrics:
+		// goroutines started (sipgo starts one per message received, so
+		// per call it says how the message path is built) and how long
+		// runnable goroutines waited for a thread (what the Go runtime adds
+		// to a call's latency). docs/performance.md uses both.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/sched/(goroutines-created|latencies):`)})),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.Requests, m.Responses, m.SkipPin, m.Forwarding, m.Auth,
 		m.TransactionsActive, m.DialogsActive, m.RegistrationsActive, m.RulesLoaded,

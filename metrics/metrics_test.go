@@ -70,6 +70,7 @@ func TestServer(t *testing.T) {
 		"sipproxy_rules_last_reload_timestamp_seconds", "sipproxy_request_duration_seconds",
 		"sipproxy_upstream_up", "sipproxy_upstream_failover_total", "sipproxy_redirects_total",
 		"sipproxy_malformed_total", "go_goroutines", "process_resident_memory_bytes",
+		"go_sched_goroutines_created_goroutines_total", "go_sched_latencies_seconds",
 	} {
 		if fams[name] == nil {
 			t.Errorf("metric %s not exported", name)
