@@ -21,6 +21,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -85,6 +86,10 @@ type sample struct {
 	procs        int
 	proxyCPU     time.Duration // CPU time used so far, by the proxy and by this tool
 	selfCPU      time.Duration
+	// From /metrics: the runtime's scheduling-latency histogram (cumulative
+	// counts by upper bound, seconds) and collections so far.
+	sched map[float64]float64
+	gcs   int64
 }
 
 type run struct {
@@ -394,6 +399,8 @@ func (r *run) sample(ctx context.Context, label string, conns int, wait bool) {
 			s.heapAlloc = metricValue(body, "go_memstats_heap_alloc_bytes")
 			s.stackInuse = metricValue(body, "go_memstats_stack_inuse_bytes")
 			s.goroutines = metricValue(body, "go_goroutines")
+			s.sched = histogram(body, "go_sched_latencies_seconds")
+			s.gcs = metricValue(body, "go_gc_duration_seconds_count")
 		}
 	}
 	r.mu.Lock()
@@ -434,6 +441,61 @@ func metricValue(body, name string) int64 {
 		}
 	}
 	return 0
+}
+
+// histogram reads the cumulative buckets of a Prometheus histogram (upper
+// bound -> count); nil when the body has none.
+func histogram(body, name string) map[float64]float64 {
+	var h map[float64]float64
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, v, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64)
+		if le == "+Inf" {
+			bound, err1 = math.Inf(1), nil
+		}
+		count, err2 := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		if h == nil {
+			h = make(map[float64]float64)
+		}
+		h[bound] = count
+	}
+	return h
+}
+
+// schedReport says how long the proxy's runnable goroutines waited for a
+// thread between two samples: the Go runtime's own share of a call's delay.
+func schedReport(from, to *sample) string {
+	if from.sched == nil || to.sched == nil {
+		return ""
+	}
+	total := to.sched[math.Inf(1)] - from.sched[math.Inf(1)]
+	if total <= 0 {
+		return ""
+	}
+	bounds := make([]float64, 0, len(to.sched))
+	for b := range to.sched {
+		if !math.IsInf(b, 1) && b >= 50e-6 {
+			bounds = append(bounds, b)
+		}
+	}
+	sort.Float64s(bounds)
+	var parts []string
+	for _, b := range bounds {
+		over := total - (to.sched[b] - from.sched[b])
+		parts = append(parts, fmt.Sprintf("over %s: %.3f%%", time.Duration(b*float64(time.Second)).Round(time.Microsecond), 100*over/total))
+	}
+	return fmt.Sprintf("\nScheduling latency in the loaded phase (go_sched_latencies_seconds, the time runnable goroutines waited for a thread; %.0f waits sampled by the runtime): %s. Collections in the phase: %d (and one forced for the last sample).\n",
+		total, strings.Join(parts, ", "), to.gcs-from.gcs-1)
 }
 
 func (r *run) liveConns() int {
@@ -803,6 +865,7 @@ func (r *run) reportText() string {
 			wall := (last.at - full.at).Seconds()
 			w("\nCPU from N to the end (%.1f s, the loaded phase): sipproxy %.2f CPUs, this load generator %.2f CPUs (of %d).\n",
 				wall, (last.proxyCPU-full.proxyCPU).Seconds()/wall, (last.selfCPU-full.selfCPU).Seconds()/wall, runtime.NumCPU())
+			b.WriteString(schedReport(full, &last))
 		}
 		if half != nil && full != nil && full.conns > half.conns {
 			slope := float64(full.rssKiB-half.rssKiB) / float64(full.conns-half.conns)
