@@ -176,7 +176,14 @@ func TestCancelWhileRinging(t *testing.T) {
 			cancel()
 		}
 	}()
-	sess, err := alice.call(ctx, uri("bob"))
+	// The INVITE names the proxy in a preloaded Route (RFC 3261 8.1.2), as
+	// a phone with an outbound proxy does: sipgo builds the CANCEL from the
+	// INVITE's Request-URI and Route set, not from where the INVITE went,
+	// so without it a CANCEL sent before the 180's Record-Route was read
+	// (sipgo reads responses on concurrent goroutines) went to DNS for
+	// contoso.com and the test failed on a machine with a resolver.
+	outbound := sip.NewHeader("Route", "<sip:"+alice.proxyAddr()+";transport=tcp;lr>")
+	sess, err := alice.call(ctx, uri("bob"), outbound)
 	if err == nil {
 		t.Fatalf("call was answered: %v", sess.InviteResponse)
 	}
