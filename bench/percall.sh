@@ -59,14 +59,6 @@ for p in $P_SP $P_KAM $P_UAC $P_UAS $P_METRICS; do
   ss -Hltnu "sport = :$p" 2>/dev/null | grep -q . && die "port $p is in use; set PORT_BASE"
 done
 
-wait_port() { # PORT SECONDS
-  local i
-  for i in $(seq $(($2 * 10))); do
-    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-    sleep 0.1
-  done
-  return 1
-}
 # threads PID...: every thread of the processes (Go's and Kamailio's workers alike)
 threads() { local p; for p in "$@"; do ls -d /proc/"$p"/task/* 2>/dev/null; done; }
 # counters PID...: "utime stime voluntary_cs involuntary_cs", summed over all threads

@@ -1,4 +1,4 @@
-# bench/procs.sh: what every bench script shares (sourced, not run): process bookkeeping and tool installation.
+# bench/procs.sh: what every bench script shares (sourced, not run): process bookkeeping, waiting for a port, and tool installation.
 # Every process a script starts goes through spawn, which records its PID; stop and
 # stop_started end exactly those PIDs (TERM, up to 5 s, then KILL) and nothing else.
 
@@ -31,6 +31,15 @@ stop_started() { # every process spawn started, the last first
   local i
   for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do stop "${STARTED[i]}"; done
   return 0
+}
+
+wait_port() { # PORT SECONDS: until something listens on 127.0.0.1:PORT (TCP), or 1 after SECONDS
+  local i
+  for i in $(seq $(($2 * 10))); do
+    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+    sleep 0.1
+  done
+  return 1
 }
 
 apt_install() { # PACKAGE...: install the Debian packages with apt-get (bounded), or die; log in $work/apt.log

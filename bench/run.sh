@@ -135,15 +135,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
-# wait_port PORT SECONDS: until something listens on 127.0.0.1:PORT (TCP).
-wait_port() {
-  local i
-  for i in $(seq $(($2 * 10))); do
-    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- /proc readings
 # ticks PID...: utime+stime of the processes, in clock ticks.

@@ -111,14 +111,6 @@ cleanup() {
 trap 'cleanup; [ -n "${state_dir:-}" ] && rm_state_dir' EXIT
 trap 'say "interrupted"; exit 130' INT TERM
 
-wait_port() { # PORT SECONDS: until something listens on 127.0.0.1:PORT (TCP).
-  local i
-  for i in $(seq $(($2 * 10))); do
-    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
-    sleep 0.1
-  done
-  return 1
-}
 ticks() { # PID: utime+stime in clock ticks
   local s f
   s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
