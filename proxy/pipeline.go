@@ -179,7 +179,6 @@ func (s *Server) writeStateless(r *request, res *sip.Response) {
 	}
 }
 
-// statusLabel keeps the code label bounded to real status codes.
 // methodLabel is a request's method as a metric label: the methods SIP
 // defines, and "other" for any token a sender invents, so that nobody can
 // add series (and entries to the metrics' child caches) by sending methods.
@@ -193,6 +192,7 @@ func methodLabel(m sip.RequestMethod) string {
 	return "other"
 }
 
+// statusLabel keeps the code label bounded to real status codes.
 func statusLabel(code int) string {
 	if code < 100 || code > 699 {
 		return "other"
